@@ -1,0 +1,329 @@
+"""Configuration: one YAML file, validated once into frozen models.
+
+Every model forbids unknown keys, so a typo is an error rather than a control silently
+switched off. ``load_config`` turns every problem into one line that names the field, the
+value given and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gatehold.errors import ConfigError
+
+SECRET_REF = re.compile(r"^(env|file):.+$")
+NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+SecretRef = Annotated[
+    str,
+    Field(pattern=SECRET_REF.pattern, description="a secret reference: env:NAME or file:PATH, never a value"),
+]
+
+
+class GatewaySettings(Frozen):
+    listen: str = Field("127.0.0.1:8765", description="host:port to bind; loopback by default")
+    resource: str | None = Field(None, description="this gateway's resource identifier (token audience)")
+    allowed_origins: tuple[str, ...] = Field((), description="browser origins allowed besides loopback")
+    max_body_bytes: int = Field(1_048_576, gt=0, le=64 * 1_048_576)
+    max_json_depth: int = Field(64, gt=1, le=512)
+    namespace_separator: str = Field(".", min_length=1, max_length=3)
+    call_timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    max_result_bytes: int = Field(1_048_576, gt=0, description="default result size cap per call")
+    on_oversize: Literal["truncate", "deny"] = "truncate"
+    session_idle_seconds: float = Field(3600.0, gt=0)
+    max_sessions: int = Field(10_000, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:8765")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class ApiKey(Frozen):
+    id: str = Field(pattern=NAME.pattern, description="key id, written to the audit log")
+    hash: str = Field(pattern=r"^scrypt\$", description="scrypt hash from `gatehold hash-key`")
+    principal: str = Field(min_length=1)
+    roles: tuple[str, ...] = ()
+
+
+class StdioIdentity(Frozen):
+    principal: str = Field(min_length=1)
+    roles: tuple[str, ...] = ()
+
+
+class AuthSettings(Frozen):
+    api_keys: tuple[ApiKey, ...] = ()
+    stdio: StdioIdentity | None = Field(None, description="the principal of `gatehold stdio`'s one client")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> AuthSettings:
+        ids = [key.id for key in self.api_keys]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"api key ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class AuditSettings(Frozen):
+    sqlite: str | None = Field("gatehold-audit.db", description="embedded audit store (hash-chained)")
+    jsonl: str | None = Field(None, description="optional append-only JSON Lines mirror")
+
+    @model_validator(mode="after")
+    def _some_sink(self) -> AuditSettings:
+        # Fail closed: a gateway with nowhere to write its audit trail does not start.
+        if not self.sqlite and not self.jsonl:
+            raise ValueError("at least one audit sink (sqlite or jsonl) is required")
+        return self
+
+
+class Credential(Frozen):
+    bearer: str = Field(description="name of a secret in `secrets:` sent as the upstream's bearer token")
+
+
+class UpstreamBase(Frozen):
+    prefix: str | None = Field(
+        None, description="namespace for this upstream's tools and prompts; default its name, '' for none"
+    )
+    timeout_seconds: float | None = Field(None, gt=0, le=3600)
+
+
+class StdioUpstream(UpstreamBase):
+    command: tuple[str, ...] = Field(min_length=1)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="environment variable -> name of a secret in `secrets:`"
+    )
+    env_allow: tuple[str, ...] = Field((), description="further variables passed from the gateway's env")
+    cwd: str | None = None
+    restart_max_backoff_seconds: float = Field(30.0, gt=0, le=3600)
+
+
+class HttpUpstream(UpstreamBase):
+    url: str = Field(pattern=r"^https?://")
+    credential: Credential | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="static, non-secret request headers")
+    protocol: Literal["auto", "2026-07-28", "2025-11-25", "2025-06-18"] = "auto"
+
+    @field_validator("headers")
+    @classmethod
+    def _no_auth_header(cls, value: dict[str, str]) -> dict[str, str]:
+        if any(k.lower() in {"authorization", "cookie", "proxy-authorization"} for k in value):
+            raise ValueError("credentials go in `credential:` as a secret reference, not in headers")
+        return value
+
+
+def _upstream_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "command" in value:
+            return "stdio"
+        if "url" in value:
+            return "http"
+        return None
+    return "stdio" if isinstance(value, StdioUpstream) else "http" if isinstance(value, HttpUpstream) else None
+
+
+Upstream = Annotated[
+    Annotated[StdioUpstream, Tag("stdio")] | Annotated[HttpUpstream, Tag("http")],
+    Discriminator(
+        _upstream_kind,
+        custom_error_type="upstream_kind",
+        custom_error_message="an upstream needs either `command: [...]` (stdio) or `url: ...` (HTTP)",
+    ),
+]
+
+
+class ArgConstraint(Frozen):
+    """Least-privilege limits on one argument, checked after schema validation."""
+
+    path_within: str | None = Field(None, description="absolute root the (canonicalised) path must stay in")
+    url_hosts: tuple[str, ...] | None = Field(None, description="allowed hosts; '*.example.com' for subdomains")
+    enum: tuple[Any, ...] | None = None
+    pattern: str | None = Field(None, description="regular expression the whole string must match")
+    max_length: int | None = Field(None, ge=0)
+    min: float | None = None
+    max: float | None = None
+    max_items: int | None = Field(None, ge=0)
+
+    @field_validator("path_within")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_absolute():
+            raise ValueError("path_within must be an absolute path")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class ToolGrant(Frozen):
+    args: dict[str, ArgConstraint] = Field(default_factory=dict)
+    strict: bool = Field(True, description="reject arguments the input schema does not declare")
+    max_result_bytes: int | None = Field(None, gt=0)
+    on_oversize: Literal["truncate", "deny"] | None = None
+
+
+class Role(Frozen):
+    tools: dict[str, ToolGrant] = Field(
+        default_factory=dict, description="exposed tool name or glob -> grant (default deny)"
+    )
+    prompts: tuple[str, ...] = Field((), description="exposed prompt names or globs")
+    resources: tuple[str, ...] = Field((), description="'<upstream>.<uri>' globs")
+
+
+class Config(Frozen):
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    state: Literal["memory"] = Field("memory", description="shared state backend (memory only for now)")
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    upstreams: dict[str, Upstream] = Field(default_factory=dict)
+    roles: dict[str, Role] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        for name in self.upstreams:
+            if not NAME.match(name):
+                problems.append(f"upstreams.{name}: names use letters, digits, '_' and '-'")
+        for key in self.auth.api_keys:
+            problems += [
+                f"auth.api_keys[{key.id}].roles: role {r!r} is not defined in roles"
+                for r in key.roles
+                if r not in self.roles
+            ]
+        if self.auth.stdio:
+            problems += [
+                f"auth.stdio.roles: role {r!r} is not defined in roles"
+                for r in self.auth.stdio.roles
+                if r not in self.roles
+            ]
+        for name, up in self.upstreams.items():
+            if isinstance(up, StdioUpstream):
+                problems += [
+                    f"upstreams.{name}.env.{var}: secret {ref!r} is not defined in secrets"
+                    for var, ref in up.env.items()
+                    if ref not in self.secrets
+                ]
+            elif up.credential and up.credential.bearer not in self.secrets:
+                problems.append(
+                    f"upstreams.{name}.credential.bearer: secret {up.credential.bearer!r} is not defined in secrets"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def prefix_of(self, upstream: str) -> str:
+        prefix = self.upstreams[upstream].prefix
+        return upstream if prefix is None else prefix
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration plus where it came from."""
+
+    config: Config
+    base_dir: Path
+    policy_version: str  # sha256 of the canonical configuration: binds decisions to a policy
+
+    def path(self, value: str) -> Path:
+        """A path from the config, relative ones taken from the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def _format(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors(include_url=False):
+        loc = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-after"))
+        loc = re.sub(r"\.(stdio|http)(\.|$)", r"\2", loc) or "(top level)"
+        given = item.get("input")
+        shown = repr(given) if not isinstance(given, dict) else "{...}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see examples/gatehold.schema.json)"
+        lines.append(f"{loc}: {msg} (given: {shown})")
+    return lines
+
+
+def parse_config(data: Any, *, base_dir: Path) -> LoadedConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): expected a mapping, given {type(data).__name__}"])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc)) from None
+    canonical = orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return LoadedConfig(config, base_dir, hashlib.sha256(canonical).hexdigest()[:16])
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{p}: not valid YAML: {exc}"]) from None
+    return parse_config(data, base_dir=p.resolve().parent)
+
+
+def config_json_schema() -> dict[str, Any]:
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Gatehold configuration"
+    return schema

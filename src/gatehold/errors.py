@@ -1,0 +1,214 @@
+"""Gatehold's error tree.
+
+Every error carries a stable ``code`` (a dotted string operators can grep and alert on), a
+JSON-RPC error number for the wire, an HTTP status for the transport, and a short ``public``
+message that is safe to show a client. The ``detail`` stays server-side: it goes to the audit
+record and the log, never to the client.
+
+::
+
+    GateholdError                      code                  json-rpc   http
+    ├── ConfigError                    config.invalid        -          -
+    ├── ProtocolError                  protocol.*            -32700..   400
+    │   ├── ParseError                 protocol.parse        -32700     400
+    │   ├── InvalidRequest             protocol.invalid      -32600     400
+    │   ├── MethodNotFound             protocol.method       -32601     404
+    │   ├── InvalidParams              protocol.params       -32602     400
+    │   ├── HeaderMismatch             protocol.header       -32020     400
+    │   ├── UnsupportedVersion         protocol.version      -32022     400
+    │   └── RequestTooLarge            protocol.too_large    -32600     413
+    ├── TransportRejected              transport.*           -          403/404/405/406/415
+    ├── AuthenticationFailed           auth.*                -          401
+    ├── Denied                         policy.* / args.*     -32010..   200
+    │   ├── NotGranted                 policy.not_granted    -32010
+    │   ├── UnknownTarget              policy.unknown        -32602
+    │   ├── ArgumentsInvalid           args.schema           -32602
+    │   ├── ConstraintViolated         args.constraint       -32011
+    │   ├── OutputRejected             output.too_large      -32012
+    │   └── AuditUnavailable           audit.unavailable     -32013
+    ├── UpstreamFailed                 upstream.*            -32014     200
+    └── InternalFailure                internal.error        -32603     200
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+# JSON-RPC numbers. MCP reserves -32000..-32002, -32020..-32022 and -32042; Gatehold's own
+# denials use -32010..-32019, which no MCP revision assigns.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+HEADER_MISMATCH = -32020
+UNSUPPORTED_PROTOCOL_VERSION = -32022
+POLICY_DENIED = -32010
+CONSTRAINT_VIOLATED = -32011
+OUTPUT_REJECTED = -32012
+AUDIT_UNAVAILABLE = -32013
+UPSTREAM_FAILED = -32014
+
+
+class GateholdError(Exception):
+    """Base of every error Gatehold raises on purpose."""
+
+    code: ClassVar[str] = "gatehold.error"
+    rpc_code: ClassVar[int] = INTERNAL_ERROR
+    http_status: ClassVar[int] = 200
+    default_public: ClassVar[str] = "request failed"
+
+    def __init__(self, detail: str = "", *, public: str | None = None, data: dict[str, Any] | None = None):
+        super().__init__(detail or self.default_public)
+        self.detail = detail or self.default_public
+        self.public = public or self.default_public
+        self.data = data or {}
+
+
+class ConfigError(GateholdError):
+    """The configuration file is missing or invalid. ``problems`` lists one line per field."""
+
+    code = "config.invalid"
+    default_public = "invalid configuration"
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class ProtocolError(GateholdError):
+    code = "protocol.error"
+    rpc_code = INVALID_REQUEST
+    http_status = 400
+    default_public = "invalid request"
+
+
+class ParseError(ProtocolError):
+    code = "protocol.parse"
+    rpc_code = PARSE_ERROR
+    default_public = "parse error"
+
+
+class InvalidRequest(ProtocolError):
+    code = "protocol.invalid"
+    rpc_code = INVALID_REQUEST
+    default_public = "invalid request"
+
+
+class MethodNotFound(ProtocolError):
+    code = "protocol.method"
+    rpc_code = METHOD_NOT_FOUND
+    http_status = 404
+    default_public = "method not found"
+
+
+class InvalidParams(ProtocolError):
+    code = "protocol.params"
+    rpc_code = INVALID_PARAMS
+    default_public = "invalid params"
+
+
+class HeaderMismatch(ProtocolError):
+    code = "protocol.header"
+    rpc_code = HEADER_MISMATCH
+    default_public = "header does not match the request body"
+
+
+class UnsupportedVersion(ProtocolError):
+    code = "protocol.version"
+    rpc_code = UNSUPPORTED_PROTOCOL_VERSION
+    default_public = "unsupported protocol version"
+
+
+class RequestTooLarge(ProtocolError):
+    code = "protocol.too_large"
+    rpc_code = INVALID_REQUEST
+    http_status = 413
+    default_public = "request too large"
+
+
+class TransportRejected(GateholdError):
+    """Rejected at the HTTP layer before any JSON-RPC handling (origin, method, media type)."""
+
+    code = "transport.rejected"
+    http_status = 400
+    default_public = "request rejected"
+
+    def __init__(self, detail: str, *, status: int, code: str, public: str):
+        super().__init__(detail, public=public)
+        self.http_status = status  # type: ignore[misc]
+        self.code = code  # type: ignore[misc]
+
+
+class AuthenticationFailed(GateholdError):
+    code = "auth.failed"
+    http_status = 401
+    default_public = "authentication required"
+
+    def __init__(self, detail: str, *, code: str = "auth.failed"):
+        super().__init__(detail)
+        self.code = code  # type: ignore[misc]
+
+
+class Denied(GateholdError):
+    """A control refused the call. ``rule_id`` names the rule that decided."""
+
+    code = "policy.denied"
+    rpc_code = POLICY_DENIED
+    default_public = "denied by policy"
+
+    def __init__(self, detail: str = "", *, rule_id: str = "", public: str | None = None,
+                 data: dict[str, Any] | None = None):
+        super().__init__(detail, public=public, data=data)
+        self.rule_id = rule_id
+
+
+class NotGranted(Denied):
+    code = "policy.not_granted"
+    default_public = "not permitted"
+
+
+class UnknownTarget(Denied):
+    code = "policy.unknown"
+    rpc_code = INVALID_PARAMS
+    default_public = "unknown tool, prompt or resource"
+
+
+class ArgumentsInvalid(Denied):
+    code = "args.schema"
+    rpc_code = INVALID_PARAMS
+    default_public = "arguments do not match the tool's input schema"
+
+
+class ConstraintViolated(Denied):
+    code = "args.constraint"
+    rpc_code = CONSTRAINT_VIOLATED
+    default_public = "arguments violate policy"
+
+
+class OutputRejected(Denied):
+    code = "output.too_large"
+    rpc_code = OUTPUT_REJECTED
+    default_public = "result exceeds the size limit"
+
+
+class AuditUnavailable(Denied):
+    code = "audit.unavailable"
+    rpc_code = AUDIT_UNAVAILABLE
+    default_public = "audit log unavailable; calls are refused"
+
+
+class UpstreamFailed(GateholdError):
+    code = "upstream.failed"
+    rpc_code = UPSTREAM_FAILED
+    default_public = "upstream server unavailable"
+
+    def __init__(self, detail: str = "", *, code: str = "upstream.failed", public: str | None = None):
+        super().__init__(detail, public=public)
+        self.code = code  # type: ignore[misc]
+
+
+class InternalFailure(GateholdError):
+    code = "internal.error"
+    rpc_code = INTERNAL_ERROR
+    default_public = "internal error; the call was not forwarded"
