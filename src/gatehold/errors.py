@@ -27,6 +27,7 @@ record and the log, never to the client.
     │   ├── OutputRejected             output.too_large      -32012
     │   └── AuditUnavailable           audit.unavailable     -32013
     ├── UpstreamFailed                 upstream.*            -32014     200
+    ├── UpstreamRpcError               upstream.error        (theirs)   200
     └── InternalFailure                internal.error        -32603     200
 """
 
@@ -206,6 +207,20 @@ class UpstreamFailed(GateholdError):
     def __init__(self, detail: str = "", *, code: str = "upstream.failed", public: str | None = None):
         super().__init__(detail, public=public)
         self.code = code  # type: ignore[misc]
+
+
+class UpstreamRpcError(GateholdError):
+    """The upstream answered with a JSON-RPC error; its code and (bounded) message pass through."""
+
+    code = "upstream.error"
+    default_public = "upstream error"
+
+    def __init__(self, error: dict[str, Any]):
+        raw_code = error.get("code")
+        message = error.get("message")
+        text = message[:500] if isinstance(message, str) else "upstream error"
+        super().__init__(f"upstream error {raw_code}: {text}", public=text)
+        self.rpc_code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else -32603  # type: ignore[misc]
 
 
 class InternalFailure(GateholdError):

@@ -1,0 +1,71 @@
+"""Builds audit events for the gateway's decisions and hands them to the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gatehold.audit import AuditEvent, AuditLog, redact_arguments
+from gatehold.call import Caller, ToolCall
+from gatehold.errors import AuditUnavailable
+
+
+class Auditor:
+    def __init__(self, log: AuditLog, secret_values: Iterable[str] = ()):
+        self.log = log
+        self._secrets = tuple(s for s in secret_values if len(s) >= 4)
+
+    def ensure_healthy(self) -> None:
+        if not self.log.healthy:
+            # Fail closed: with the audit trail broken, no call may proceed unrecorded.
+            raise AuditUnavailable("audit log is not healthy", rule_id="audit.healthy")
+
+    def call(self, call: ToolCall, *, decision: str, reason: str, rule_id: str | None, outcome: str,
+             code: str | None, latency_ms: float, stages: list[list[str]]) -> None:
+        self.log.record(AuditEvent(
+            kind="decision",
+            correlation_id=call.correlation_id,
+            principal=call.caller.principal,
+            credential_id=call.caller.credential_id,
+            method=call.method,
+            server=call.target.upstream,
+            tool=call.target.exposed,
+            arguments=redact_arguments(call.arguments, self._secrets),
+            decision=decision,  # type: ignore[arg-type]
+            reason=redact_arguments(reason, self._secrets),
+            rule_id=rule_id,
+            outcome=outcome,
+            latency_ms=round(latency_ms, 3),
+            code=code,
+            detail={"stages": stages},
+        ))
+
+    def request(self, *, correlation_id: str, caller: Caller | None, method: str | None,
+                decision: str, reason: str, code: str | None = None, outcome: str | None = None,
+                latency_ms: float | None = None, detail: dict[str, Any] | None = None,
+                server: str | None = None, tool: str | None = None) -> None:
+        """One record for a request that is not a pipeline call, or that never reached one."""
+        self.log.record(AuditEvent(
+            kind="request",
+            correlation_id=correlation_id,
+            principal=caller.principal if caller else None,
+            credential_id=caller.credential_id if caller else None,
+            method=method,
+            server=server,
+            tool=tool,
+            arguments=None,
+            decision=decision,  # type: ignore[arg-type]
+            reason=redact_arguments(reason, self._secrets),
+            rule_id=None,
+            outcome=outcome,
+            latency_ms=None if latency_ms is None else round(latency_ms, 3),
+            code=code,
+            detail=detail,
+        ))
+
+    def lifecycle(self, reason: str, detail: dict[str, Any] | None = None) -> None:
+        self.log.record(AuditEvent(
+            kind="lifecycle", correlation_id="-", principal=None, credential_id=None, method=None,
+            server=None, tool=None, arguments=None, decision="info", reason=reason, rule_id=None,
+            outcome=None, latency_ms=None, code=None, detail=detail,
+        ))

@@ -1,0 +1,41 @@
+"""The values that flow through the pipeline: who calls, what they call, what came back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["tool", "prompt", "resource", "completion"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated principal. ``credential_id`` names the key or token, never its value."""
+
+    principal: str
+    roles: tuple[str, ...]
+    credential_id: str
+    transport: Literal["http", "stdio"] = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the gateway exposes: the client-facing name and the upstream that serves it."""
+
+    kind: Kind
+    exposed: str  # the name the client sees (namespaced), or '<upstream>.<uri>' for resources
+    upstream: str
+    name: str  # the upstream's own name (or URI)
+    schema: dict[str, Any] | None = None  # inputSchema of a tool, as listed by the upstream
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One request on its way through the pipeline. Immutable: stages return decisions, not edits."""
+
+    caller: Caller
+    method: str
+    target: Target
+    arguments: dict[str, Any]
+    correlation_id: str
+    params: dict[str, Any] = field(default_factory=dict)  # the original params, forwarded after checks

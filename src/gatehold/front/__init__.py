@@ -1,0 +1,1 @@
+"""Client-facing transports: Streamable HTTP (both protocol eras) and stdio."""
