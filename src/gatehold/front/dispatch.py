@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gatehold.errors import GateholdError, InternalFailure, InvalidParams, UnsupportedVersion
+from gatehold.errors import GateholdError, HeaderMismatch, InternalFailure, InvalidParams, UnsupportedVersion
 from gatehold.front.jsonrpc import Request, error_for, result_message
 from gatehold.gateway import MODERN_VERSION, Exchange, Gateway
 
@@ -18,13 +18,20 @@ _LIST_METHODS = frozenset({"tools/list", "prompts/list", "resources/list", "reso
                            "server/discover"})
 
 
-def check_envelope(request: Request) -> str:
-    """The modern per-request envelope's protocol version, or a protocol error."""
+def check_envelope(request: Request, header_version: str | None = None) -> str:
+    """The modern per-request envelope's protocol version, or a protocol error.
+
+    Rungs in order: the envelope is present; the ``MCP-Protocol-Version`` header (HTTP only)
+    equals it; the version is one this gateway serves (-32022 names the ones it does).
+    """
     meta = (request.params or {}).get("_meta")
     if not isinstance(meta, dict) or PROTOCOL_VERSION_KEY not in meta or CLIENT_CAPABILITIES_KEY not in meta:
         raise InvalidParams("missing per-request envelope",
                             public=f"params._meta must carry {PROTOCOL_VERSION_KEY} and {CLIENT_CAPABILITIES_KEY}")
     version = meta[PROTOCOL_VERSION_KEY]
+    if header_version is not None and header_version != version:
+        raise HeaderMismatch("MCP-Protocol-Version differs from the envelope",
+                             public="MCP-Protocol-Version header does not match the request envelope")
     if version != MODERN_VERSION:
         raise UnsupportedVersion(f"requested {version!r}",
                                  data={"supported": [MODERN_VERSION], "requested": str(version)})

@@ -128,10 +128,12 @@ class McpEndpoint:
         params = message.params if isinstance(message, Request | Notification) else None
         meta = (params or {}).get("_meta")
         has_envelope = isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
-        if version == MODERN_VERSION or (not version and has_envelope and isinstance(message, Request)):
+        modern = version == MODERN_VERSION or (version not in LEGACY_VERSIONS and bool(version)) or (
+            not version and has_envelope and isinstance(message, Request))
+        if modern:
             await self._modern(scope, receive, send, headers, message, caller, correlation_id)
         else:
-            await self._legacy(scope, receive, send, headers, message, caller, correlation_id, version)
+            await self._legacy(scope, receive, send, headers, message, caller, correlation_id)
 
     # -- checks -----------------------------------------------------------------------------
 
@@ -225,8 +227,12 @@ class McpEndpoint:
                                correlation_id, caller)
             return
         try:
-            check_envelope(message)
+            version = headers.get(b"mcp-protocol-version", b"").decode("latin-1")
+            if not version:
+                raise HeaderMismatch("no MCP-Protocol-Version header",
+                                     public="MCP-Protocol-Version header does not match the request envelope")
             self._check_routing(headers, message)
+            check_envelope(message, version)
         except ProtocolError as exc:
             self.gateway.auditor.request(correlation_id=correlation_id, caller=caller, method=message.method,
                                          decision="deny", reason=exc.detail, code=exc.code)
@@ -252,12 +258,7 @@ class McpEndpoint:
     # -- handshake era ------------------------------------------------------------------------
 
     async def _legacy(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes],
-                      message: Message, caller: Caller, correlation_id: str, version: str) -> None:
-        if version and version not in LEGACY_VERSIONS:
-            exc = ProtocolError(f"MCP-Protocol-Version {version!r}", public="unsupported MCP-Protocol-Version")
-            await self._reject(send, exc, correlation_id, caller,
-                               request_id=message.id if isinstance(message, Request) else None)
-            return
+                      message: Message, caller: Caller, correlation_id: str) -> None:
         if isinstance(message, Request) and message.method == "initialize":
             await self._initialize(send, message, caller, correlation_id)
             return
