@@ -191,7 +191,8 @@ async def test_unknown_method(gw: Running) -> None:
 
 async def test_legacy_session_rules(gw: Running) -> None:
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}}
     base = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
     alice = {**base, "Authorization": f"Bearer {gw.key()}"}
     bob = {**base, "Authorization": f"Bearer {gw.key('bob')}"}
