@@ -16,7 +16,7 @@ from typing import Any
 
 from gatehold import __version__
 from gatehold.auditor import Auditor
-from gatehold.call import Caller, Target, ToolCall
+from gatehold.call import Caller, Kind, Target, ToolCall
 from gatehold.catalog import LIST_METHODS, Catalog, Entry, UpstreamListing
 from gatehold.config import LoadedConfig
 from gatehold.errors import (
@@ -266,7 +266,7 @@ class Gateway:
             raise
         table = self.catalog.tools if method == "tools/call" else self.catalog.prompts
         found: Entry | None = table.get(name)
-        kind = "tool" if method == "tools/call" else "prompt"
+        kind: Kind = "tool" if method == "tools/call" else "prompt"
         target = found.target if found else Target(kind, name, "", name)
         return ToolCall(ex.caller, method, target, args, ex.correlation_id, params)
 

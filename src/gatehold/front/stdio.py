@@ -86,7 +86,12 @@ class StdioFront:
             return
         task = asyncio.ensure_future(self._run(message, correlation_id))
         self._inflight[message.id] = task
-        task.add_done_callback(lambda _t, rid=message.id: self._inflight.pop(rid, None))
+        rid = message.id
+
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._inflight.pop(rid, None)
+
+        task.add_done_callback(forget)
 
     async def _run(self, request: Request, correlation_id: str) -> None:
         meta = (request.params or {}).get("_meta")

@@ -1,0 +1,3 @@
+from gatehold.cli import main
+
+main()
