@@ -29,7 +29,7 @@ async def test_crash_mid_call_then_recovery(tmp_path: Path, mode: str) -> None:
                 try:
                     after = (await client.call_tool("up.pid", {})).content[0].text
                 except MCPError as exc:  # still restarting: "unavailable" is the honest answer
-                    assert exc.error.data["code"] in {"upstream.unavailable", "upstream.crashed"}
+                    assert exc.error.data["code"] in {"upstream.unavailable", "upstream.crashed"}  # noqa: PT017
                     await anyio.sleep(0.2)
         assert after != before  # a new process answers
         assert (await client.call_tool("up.echo", {"text": "still here"})).content[0].text == "still here"
