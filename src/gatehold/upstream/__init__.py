@@ -1,0 +1,1 @@
+"""Clients for the real MCP servers behind the gateway (upstreams)."""
