@@ -106,7 +106,7 @@ class Gateway:
             auditor,
         )
         self.list_changed_listeners: list[Callable[[str], Awaitable[None]]] = []
-        self._retry_tasks: set[asyncio.Task[None]] = set()
+        self._retry_tasks: set[asyncio.Task[None]] = set()  # background work, cancelled on stop
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -176,15 +176,21 @@ class Gateway:
         return items
 
     async def on_upstream_event(self, upstream: str, method: str, params: dict[str, Any] | None) -> None:
+        """Called on the upstream's reader: hand the work to a task so replies keep flowing."""
         if method.endswith("/list_changed"):
-            try:
-                await self.refresh(upstream)
-            except Exception as exc:  # noqa: BLE001 -- handled: the upstream's entries are withdrawn
-                # Fail closed: a catalogue we could not refresh is dropped, not left stale.
-                log.error("refresh of %s failed: %s; its entries are withdrawn", upstream, exc)
-                self.catalog.update(upstream, UpstreamListing())
-            kind = method.removeprefix("notifications/").split("/")[0]
-            await self._announce(kind)
+            task = asyncio.create_task(self._refresh_and_announce(upstream, method))
+            self._retry_tasks.add(task)
+            task.add_done_callback(self._retry_tasks.discard)
+
+    async def _refresh_and_announce(self, upstream: str, method: str) -> None:
+        try:
+            await self.refresh(upstream)
+        except Exception as exc:  # noqa: BLE001 -- handled: the upstream's entries are withdrawn
+            # Fail closed: a catalogue we could not refresh is dropped, not left stale.
+            log.error("refresh of %s failed: %s; its entries are withdrawn", upstream, exc)
+            self.catalog.update(upstream, UpstreamListing())
+        kind = method.removeprefix("notifications/").split("/")[0]
+        await self._announce(kind)
 
     async def _announce(self, kind: str) -> None:
         for listener in list(self.list_changed_listeners):
