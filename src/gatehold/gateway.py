@@ -62,17 +62,21 @@ def new_correlation_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def upstream_params(params: dict[str, Any], **replace: Any) -> dict[str, Any]:
-    """The client's params for the upstream: names mapped back, the client's protocol envelope dropped."""
-    out = {**params, **replace}
-    meta = out.get("_meta")
+def _drop_envelope(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` without the protocol's own ``_meta`` keys (each side of the gateway adds its own)."""
+    meta = message.get("_meta")
     if isinstance(meta, dict):
         kept = {k: v for k, v in meta.items() if not k.startswith(ENVELOPE_PREFIX)}
         if kept:
-            out["_meta"] = kept
+            message["_meta"] = kept
         else:
-            out.pop("_meta")
-    return out
+            message.pop("_meta")
+    return message
+
+
+def upstream_params(params: dict[str, Any], **replace: Any) -> dict[str, Any]:
+    """The client's params for the upstream: names mapped back, the client's protocol envelope dropped."""
+    return _drop_envelope({**params, **replace})
 
 
 def plain_result(result: dict[str, Any]) -> dict[str, Any]:
@@ -80,15 +84,7 @@ def plain_result(result: dict[str, Any]) -> dict[str, Any]:
     if result.get("resultType", "complete") != "complete":
         # Multi round-trip upstream results are not relayed yet: refuse rather than pass half a protocol.
         raise UpstreamFailed(f"upstream resultType {result.get('resultType')!r}", code="upstream.protocol")
-    out = {k: v for k, v in result.items() if k not in _MODERN_RESULT_KEYS}
-    meta = out.get("_meta")
-    if isinstance(meta, dict):
-        kept = {k: v for k, v in meta.items() if not k.startswith(ENVELOPE_PREFIX)}
-        if kept:
-            out["_meta"] = kept
-        else:
-            out.pop("_meta")
-    return out
+    return _drop_envelope({k: v for k, v in result.items() if k not in _MODERN_RESULT_KEYS})
 
 
 class Gateway:
