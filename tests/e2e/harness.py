@@ -39,7 +39,7 @@ def stdio_sdk_upstream(**extra: Any) -> dict[str, Any]:
 
 
 def listening_socket() -> socket.socket:
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     return sock

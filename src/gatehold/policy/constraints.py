@@ -68,6 +68,13 @@ def _check(rule: str, value: Any, setting: Any) -> str | None:
         return f"could not be checked ({type(exc).__name__}); denied"
 
 
+@functools.lru_cache(maxsize=1024)
+def _canonical_root(root: str) -> str:
+    """The root, canonicalised once. If it is later re-pointed, targets resolve elsewhere and fail
+    the containment check: a stale cache can only deny, never allow more."""
+    return os.path.realpath(root)
+
+
 def _path_within(value: Any, root: str) -> str | None:
     """``value`` must name ``root`` or something inside it once canonicalised.
 
@@ -88,7 +95,7 @@ def _path_within(value: Any, root: str) -> str | None:
         return "is empty"
     if not os.path.isabs(root):
         return "the configured root is not absolute; denied"
-    base = os.path.realpath(root)
+    base = _canonical_root(root)
     target = os.path.realpath(os.path.join(root, value))
     if os.path.commonpath([base, target]) != base:
         return f"resolves outside {root}"
