@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +131,3 @@ class Catalog:
             return None  # none, or ambiguous between upstreams: route nowhere (fail closed)
         e = matches[0]
         return Entry(Target("resource", f"{e.target.upstream}.{uri}", e.target.upstream, uri), e.definition)
-
-    def upstreams(self) -> Iterable[str]:
-        return self._listings.keys()

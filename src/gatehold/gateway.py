@@ -102,7 +102,7 @@ class Gateway:
             auditor,
         )
         self.list_changed_listeners: list[Callable[[str], Awaitable[None]]] = []
-        self._retry_tasks: set[asyncio.Task[None]] = set()  # background work, cancelled on stop
+        self._background: set[asyncio.Task[None]] = set()  # background work, cancelled on stop
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,8 +113,8 @@ class Gateway:
                 log.error("upstream %s did not start: %s; retrying in the background", name, outcome)
                 self.auditor.lifecycle(f"upstream {name} unavailable at start", {"error": str(outcome)})
                 task = asyncio.create_task(self._retry_start(name))
-                self._retry_tasks.add(task)
-                task.add_done_callback(self._retry_tasks.discard)
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def _start_one(self, name: str) -> None:
         await self.clients[name].start()
@@ -135,7 +135,7 @@ class Gateway:
             return
 
     async def stop(self) -> None:
-        for task in list(self._retry_tasks):
+        for task in list(self._background):
             task.cancel()
         await asyncio.gather(*(c.aclose() for c in self.clients.values()), return_exceptions=True)
 
@@ -175,8 +175,8 @@ class Gateway:
         """Called on the upstream's reader: hand the work to a task so replies keep flowing."""
         if method.endswith("/list_changed"):
             task = asyncio.create_task(self._refresh_and_announce(upstream, method))
-            self._retry_tasks.add(task)
-            task.add_done_callback(self._retry_tasks.discard)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _refresh_and_announce(self, upstream: str, method: str) -> None:
         try:

@@ -73,3 +73,20 @@ async def test_upstream_list_changes_reach_a_session_client(tmp_path: Path) -> N
         with anyio.fail_after(10):
             while not any("ToolListChanged" in type(getattr(m, "root", m)).__name__ for m in got):
                 await anyio.sleep(0.05)
+
+
+async def test_an_upstream_elicitation_reaches_the_session_client(tmp_path: Path) -> None:
+    from mcp_types import ElicitResult
+
+    asked: list[str] = []
+
+    async def answer(context: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"answer": "blue"})
+
+    roles = {"reader": {"tools": {"up.ask": {}}}}
+    async with running_gateway(tmp_path, {"up": stdio_sdk_upstream()}, roles) as gw, \
+            gw.client("legacy", elicitation_callback=answer) as client:
+        result = await client.call_tool("up.ask", {"question": "favourite colour?"})
+    assert asked == ["favourite colour?"]
+    assert result.content[0].text == "answer: blue"

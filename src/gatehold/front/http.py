@@ -7,6 +7,8 @@ Origin/Host → method → authentication → media types → body size → JSON
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -61,9 +63,6 @@ def decode_header_value(value: str | None) -> str | None:
     """Undo the ``=?base64?...?=`` wrapping clients use for non-ASCII header values."""
     if value is None or not (value.startswith("=?base64?") and value.endswith("?=")):
         return value
-    import base64
-    import binascii
-
     payload = value[len("=?base64?"):-2]
     try:
         raw = base64.b64decode(payload, validate=True)
@@ -277,7 +276,7 @@ class McpEndpoint:
             return
         if isinstance(message, Response):
             reply = {"result": message.result} if message.error is None else {"error": message.error}
-            session.answer(message.id, reply)
+            session.requests.answer(message.id, reply)
             await self._empty(send, 202)
             return
         if isinstance(message, Notification):
@@ -291,7 +290,7 @@ class McpEndpoint:
 
         def ex_factory(emit: Any) -> Exchange:
             async def relay(method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-                return await session.relay(method, params, emit)
+                return await session.requests.relay(method, params, emit)
 
             return Exchange(caller, correlation_id, modern=False, emit=emit, client_request=relay)
 

@@ -7,7 +7,6 @@ can start the gateway is that principal. Without that configuration the front re
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import sys
 from typing import Any, BinaryIO
@@ -16,6 +15,7 @@ from gatehold.call import Caller
 from gatehold.errors import ConfigError, GateholdError, ProtocolError
 from gatehold.front.dispatch import check_envelope, reply_to
 from gatehold.front.jsonrpc import Notification, Request, Response, dumps, error_for, parse_message
+from gatehold.front.relay import ClientRequests
 from gatehold.gateway import Exchange, Gateway, new_correlation_id
 
 log = logging.getLogger("gatehold.stdio")
@@ -33,9 +33,7 @@ class StdioFront:
         self._out = out or sys.stdout.buffer
         self._write_lock = asyncio.Lock()
         self._inflight: dict[Any, asyncio.Task[None]] = {}
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._ids = itertools.count()
-        self._client_caps: dict[str, Any] = {}
+        self._requests = ClientRequests()
         gateway.list_changed_listeners.append(self._list_changed)
 
     async def write(self, message: dict[str, Any]) -> None:
@@ -74,9 +72,8 @@ class StdioFront:
             await self.write(error_for(None, exc, correlation_id))
             return
         if isinstance(message, Response):
-            future = self._pending.get(str(message.id))
-            if future is not None and not future.done():
-                future.set_result({"result": message.result} if message.error is None else {"error": message.error})
+            self._requests.answer(message.id, {"result": message.result} if message.error is None
+                                  else {"error": message.error})
             return
         if isinstance(message, Notification):
             if message.method == "notifications/cancelled":
@@ -99,7 +96,7 @@ class StdioFront:
         if request.method == "initialize" and not modern:
             params = request.params or {}
             caps = params.get("capabilities")
-            self._client_caps = caps if isinstance(caps, dict) else {}
+            self._requests.capabilities = caps if isinstance(caps, dict) else {}
             result = self.gateway.initialize_result(params.get("protocolVersion"))
             self.gateway.auditor.request(correlation_id=correlation_id, caller=self.caller, method="initialize",
                                          decision="allow", reason="session opened", outcome="ok")
@@ -123,20 +120,7 @@ class StdioFront:
         await self.write(reply)
 
     async def _relay(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
-        wanted = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation",
-                  "roots/list": "roots"}.get(method)
-        if wanted is None or wanted not in self._client_caps:
-            return {"error": {"code": -32601, "message": "the client does not support this request"}}
-        request_id = f"gh-{next(self._ids)}"
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        try:
-            await self.write({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}})
-            return await asyncio.wait_for(future, 120.0)
-        except TimeoutError:
-            return {"error": {"code": -32001, "message": "client did not answer in time"}}
-        finally:
-            self._pending.pop(request_id, None)
+        return await self._requests.relay(method, params, self.write)
 
 
 async def open_stdin() -> asyncio.StreamReader:
