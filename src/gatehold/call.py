@@ -10,12 +10,24 @@ Kind = Literal["tool", "prompt", "resource", "completion"]
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated principal. ``credential_id`` names the key or token, never its value."""
+    """An authenticated principal. ``credential_id`` names the key or token, never its value.
+
+    ``scopes`` is None for credentials that carry no OAuth scopes (API keys, certificates, stdio);
+    scope rules apply only to callers whose credential has them. ``token`` is the bearer token
+    the caller presented, kept only for RFC 8693 exchange with an upstream's token endpoint: it is
+    never forwarded to an upstream, never printed (``repr=False``) and never audited.
+    """
 
     principal: str
     roles: tuple[str, ...]
     credential_id: str
     transport: Literal["http", "stdio"] = "http"
+    scopes: frozenset[str] | None = None
+    subject: str | None = None
+    client_id: str | None = None
+    token_id: str | None = None  # the JWT ``jti``, when there is one
+    expires_at: float | None = None  # epoch seconds the credential stops being valid
+    token: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

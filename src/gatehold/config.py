@@ -43,6 +43,22 @@ SecretRef = Annotated[
 ]
 
 
+class TlsSettings(Frozen):
+    """TLS terminated by Gatehold itself; with ``client_certs`` it asks for (or requires) client certificates."""
+
+    cert: str = Field(description="PEM certificate chain file")
+    key: str = Field(description="PEM private key file")
+    client_ca: str | None = Field(None, description="PEM bundle of CAs that sign client certificates")
+    client_certs: Literal["none", "optional", "required"] = Field(
+        "none", description="'required' refuses the TLS handshake without a certificate the CA signed")
+
+    @model_validator(mode="after")
+    def _ca_for_clients(self) -> TlsSettings:
+        if self.client_certs != "none" and not self.client_ca:
+            raise ValueError("client_certs needs client_ca: the CA bundle client certificates must chain to")
+        return self
+
+
 class GatewaySettings(Frozen):
     listen: str = Field("127.0.0.1:8765", description="host:port to bind; loopback by default")
     resource: str | None = Field(None, description="this gateway's resource identifier (token audience)")
@@ -55,6 +71,14 @@ class GatewaySettings(Frozen):
     on_oversize: Literal["truncate", "deny"] = "truncate"
     session_idle_seconds: float = Field(3600.0, gt=0)
     max_sessions: int = Field(10_000, gt=0)
+    tls: TlsSettings | None = Field(None, description="terminate TLS (and mTLS) in the gateway")
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str | None) -> str | None:
+        if value is not None and (not re.match(r"^https?://[^/?#]+", value) or "#" in value):
+            raise ValueError("expected an absolute http(s) URL without a fragment (RFC 8707)")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -94,9 +118,73 @@ class StdioIdentity(Frozen):
     roles: tuple[str, ...] = ()
 
 
+HTTP_URL = r"^https?://[^/?#]+"
+Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+
+
+class IntrospectionSettings(Frozen):
+    """RFC 7662 introspection for opaque tokens; Gatehold authenticates to the endpoint as a client."""
+
+    endpoint: str = Field(pattern=HTTP_URL)
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(description="name of a secret in `secrets:`")
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    cache_seconds: float = Field(60.0, ge=0, le=3600, description="cap on caching an active answer")
+
+
+class OAuthSettings(Frozen):
+    """OAuth 2.1 resource server: bearer JWTs checked against the issuer's keys, or introspected."""
+
+    issuer: str = Field(pattern=HTTP_URL, description="exact `iss` value; also where metadata is discovered")
+    jwks_uri: str | None = Field(None, pattern=HTTP_URL, description="else discovered (RFC 8414, then OIDC)")
+    audience: str | None = Field(None, description="required `aud` member; default gateway.resource")
+    algorithms: tuple[Algorithm, ...] = Field(("RS256", "ES256"), min_length=1,
+                                              description="accepted signature algorithms; never none or HMAC")
+    leeway_seconds: float = Field(30.0, ge=0, le=300, description="clock skew allowed on exp, nbf and iat")
+    max_lifetime_seconds: float | None = Field(86400.0, gt=0, description="reject tokens whose exp - iat is longer")
+    required_claims: tuple[str, ...] = Field(("iat", "sub"), description="claims besides iss, aud and exp")
+    subject_claim: str = Field("sub", min_length=1, description="claim path of the principal")
+    roles_claim: str | None = Field("roles", description="claim path of role names (list or space-separated)")
+    client_id_claim: str = Field("client_id", min_length=1)
+    scope_claim: str = Field("scope", min_length=1, description="space-separated string or list of scopes")
+    default_roles: tuple[str, ...] = Field((), description="roles every OAuth caller has besides its claims")
+    scope_mode: Literal["both", "scopes", "roles"] = Field(
+        "both", description="both: a tool call needs a role grant and a scope; scopes or roles: that one alone")
+    initial_scopes: tuple[str, ...] = Field((), description="scopes named in a 401 challenge")
+    introspection: IntrospectionSettings | None = None
+    jwks_refetch_seconds: float = Field(30.0, ge=0, le=3600,
+                                        description="least time between refetches for an unknown kid")
+    jwks_max_age_seconds: float = Field(3600.0, gt=0, le=86400)
+    token_cache_size: int = Field(10_000, gt=0)
+
+
+class CertMapping(Frozen):
+    """One verified client certificate -> principal. Exactly one of subject, san_uri, san_dns."""
+
+    subject: str | None = Field(None, description="RFC 4514 subject, e.g. 'CN=agent-1,O=Acme'")
+    san_uri: str | None = Field(None, description="URI SAN, e.g. a SPIFFE ID 'spiffe://example.org/agent'")
+    san_dns: str | None = None
+    principal: str = Field(min_length=1)
+    roles: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> CertMapping:
+        if sum(x is not None for x in (self.subject, self.san_uri, self.san_dns)) != 1:
+            raise ValueError("give exactly one of subject, san_uri, san_dns")
+        return self
+
+
+class MtlsSettings(Frozen):
+    mappings: tuple[CertMapping, ...] = Field(min_length=1)
+
+
 class AuthSettings(Frozen):
     api_keys: tuple[ApiKey, ...] = ()
     stdio: StdioIdentity | None = Field(None, description="the principal of `gatehold stdio`'s one client")
+    oauth: OAuthSettings | None = None
+    mtls: MtlsSettings | None = None
+    revocations: str = Field("gatehold-revocations.db",
+                             description="SQLite file of revoked credentials, used when state is memory")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AuthSettings:
@@ -119,8 +207,40 @@ class AuditSettings(Frozen):
         return self
 
 
+class TokenGrant(Frozen):
+    token_endpoint: str = Field(pattern=HTTP_URL)
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(description="name of a secret in `secrets:`")
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    scope: str | None = None
+    resource: str | None = Field(None, description="RFC 8707 resource; default the upstream's url")
+    audience: str | None = None
+
+
+class ClientCredentialsGrant(TokenGrant):
+    """The gateway's own token for this upstream (OAuth client credentials), cached and refreshed."""
+
+
+class TokenExchangeGrant(TokenGrant):
+    """RFC 8693: the caller's token is exchanged for one scoped to this upstream; never forwarded."""
+
+
 class Credential(Frozen):
-    bearer: str = Field(description="name of a secret in `secrets:` sent as the upstream's bearer token")
+    """Exactly one way for the gateway to authenticate to an upstream."""
+
+    bearer: str | None = Field(None, description="name of a secret in `secrets:` sent as a bearer token")
+    client_credentials: ClientCredentialsGrant | None = None
+    token_exchange: TokenExchangeGrant | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Credential:
+        if sum(x is not None for x in (self.bearer, self.client_credentials, self.token_exchange)) != 1:
+            raise ValueError("give exactly one of bearer, client_credentials, token_exchange")
+        return self
+
+    def secret_names(self) -> set[str]:
+        grant = self.client_credentials or self.token_exchange
+        return {self.bearer} if self.bearer else {grant.client_secret} if grant else set()
 
 
 class UpstreamBase(Frozen):
@@ -221,16 +341,19 @@ class Role(Frozen):
 
 class Config(Frozen):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
-    state: Literal["memory"] = Field("memory", description="shared state backend (memory only for now)")
+    state: str = Field("memory", pattern=r"^(memory|rediss?://.+)$",
+                       description="shared state backend: memory, or a redis:// URL")
     audit: AuditSettings = Field(default_factory=AuditSettings)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     upstreams: dict[str, Upstream] = Field(default_factory=dict)
     roles: dict[str, Role] = Field(default_factory=dict)
+    scopes: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="OAuth scope -> exposed tool names or globs it grants")
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        problems: list[str] = []
+        problems: list[str] = self._identity_problems()
         for name in self.upstreams:
             if not NAME.match(name):
                 problems.append(f"upstreams.{name}: names use letters, digits, '_' and '-'")
@@ -253,13 +376,43 @@ class Config(Frozen):
                     for var, ref in up.env.items()
                     if ref not in self.secrets
                 ]
-            elif up.credential and up.credential.bearer not in self.secrets:
-                problems.append(
-                    f"upstreams.{name}.credential.bearer: secret {up.credential.bearer!r} is not defined in secrets"
-                )
+            elif up.credential:
+                problems += [
+                    f"upstreams.{name}.credential: secret {ref!r} is not defined in secrets"
+                    for ref in sorted(up.credential.secret_names())
+                    if ref not in self.secrets
+                ]
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _identity_problems(self) -> list[str]:
+        problems: list[str] = []
+        oauth, tls = self.auth.oauth, self.gateway.tls
+        if oauth is not None:
+            if not self.gateway.resource:
+                problems.append("gateway.resource: required with auth.oauth (RFC 9728 metadata names it)")
+            if oauth.scope_mode != "roles" and not self.scopes:
+                # Fail closed and say so: with no scope map every OAuth tool call would be refused.
+                problems.append(f"scopes: required when auth.oauth.scope_mode is {oauth.scope_mode!r} "
+                                "(or set scope_mode: roles)")
+            problems += [f"auth.oauth.default_roles: role {r!r} is not defined in roles"
+                         for r in oauth.default_roles if r not in self.roles]
+            if oauth.introspection and oauth.introspection.client_secret not in self.secrets:
+                problems.append(f"auth.oauth.introspection.client_secret: secret "
+                                f"{oauth.introspection.client_secret!r} is not defined in secrets")
+        if self.auth.mtls is not None:
+            if tls is None or tls.client_certs == "none":
+                problems.append("auth.mtls: needs gateway.tls with client_certs optional or required")
+            for i, mapping in enumerate(self.auth.mtls.mappings):
+                problems += [f"auth.mtls.mappings[{i}].roles: role {r!r} is not defined in roles"
+                             for r in mapping.roles if r not in self.roles]
+        for scope, patterns in self.scopes.items():
+            if not scope or any(ch in scope for ch in ' "\\'):
+                problems.append(f"scopes.{scope}: a scope is a non-empty token without spaces or quotes")
+            if not patterns:
+                problems.append(f"scopes.{scope}: lists no tools")
+        return problems
 
     def prefix_of(self, upstream: str) -> str:
         prefix = self.upstreams[upstream].prefix

@@ -19,8 +19,12 @@ record and the log, never to the client.
     │   └── RequestTooLarge            protocol.too_large    -32600     413
     ├── TransportRejected              transport.*           -          403/404/405/406/415
     ├── AuthenticationFailed           auth.*                -          401
+    │   ├── CredentialMisplaced        auth.token_in_query   -          400
+    │   └── AuthUnavailable            auth.unavailable      -          503
+    ├── OutboundFailed                 outbound.*            -          -
     ├── Denied                         policy.* / args.*     -32010..   200
     │   ├── NotGranted                 policy.not_granted    -32010
+    │   ├── InsufficientScope          auth.insufficient_scope -32010   403
     │   ├── UnknownTarget              policy.unknown        -32602
     │   ├── ArgumentsInvalid           args.schema           -32602
     │   ├── ConstraintViolated         args.constraint       -32011
@@ -151,6 +155,40 @@ class AuthenticationFailed(GateholdError):
         self.code = code  # type: ignore[misc]
 
 
+class CredentialMisplaced(AuthenticationFailed):
+    """A bearer token sent where OAuth 2.1 forbids it (the URL query); RFC 6750 ``invalid_request``."""
+
+    http_status = 400
+    default_public = "access tokens are accepted only in the Authorization header"
+
+    def __init__(self, detail: str):
+        super().__init__(detail, code="auth.token_in_query")
+
+
+class AuthUnavailable(AuthenticationFailed):
+    """The credential could not be checked (keys, introspection or revocation store unreachable).
+
+    The request is refused, fail closed, with 503 rather than 401: the token may be good.
+    """
+
+    http_status = 503
+    default_public = "authentication temporarily unavailable"
+
+    def __init__(self, detail: str):
+        super().__init__(detail, code="auth.unavailable")
+
+
+class OutboundFailed(GateholdError):
+    """An outbound identity fetch (JWKS, metadata, introspection, token endpoint) failed or was refused."""
+
+    code = "outbound.failed"
+    default_public = "identity provider unavailable"
+
+    def __init__(self, detail: str, *, code: str = "outbound.failed"):
+        super().__init__(detail)
+        self.code = code  # type: ignore[misc]
+
+
 class Denied(GateholdError):
     """A control refused the call. ``rule_id`` names the rule that decided."""
 
@@ -167,6 +205,18 @@ class Denied(GateholdError):
 class NotGranted(Denied):
     code = "policy.not_granted"
     default_public = "not permitted"
+
+
+class InsufficientScope(Denied):
+    """The caller's token lacks every scope that grants the call; 403 with a step-up challenge."""
+
+    code = "auth.insufficient_scope"
+    http_status = 403
+    default_public = "insufficient scope"
+
+    def __init__(self, detail: str, *, scopes: tuple[str, ...], rule_id: str = "scopes"):
+        super().__init__(detail, rule_id=rule_id, data={"requiredScopes": list(scopes)})
+        self.scopes = scopes
 
 
 class UnknownTarget(Denied):
