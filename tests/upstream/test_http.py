@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gatehold.config import HttpUpstream
 from gatehold.errors import UpstreamFailed
+from gatehold.upstream.credentials import StaticBearer
 from gatehold.upstream.http import HttpUpstreamClient, SseDecoder, header_value
 from tests.servers.sdk_server import server as sdk_server
 
@@ -97,7 +98,8 @@ class Events:
 def make(url: str, protocol: str = "auto", *, bearer: str | None = BEARER, **kwargs: Any) -> HttpUpstreamClient:
     headers = kwargs.pop("headers", {})
     cfg = HttpUpstream(url=url, protocol=protocol, headers=headers)
-    return HttpUpstreamClient("web", cfg, bearer=bearer, on_event=kwargs.pop("on_event", Events()), **kwargs)
+    credential = StaticBearer(bearer) if bearer is not None else None
+    return HttpUpstreamClient("web", cfg, credential=credential, on_event=kwargs.pop("on_event", Events()), **kwargs)
 
 
 async def call(c: HttpUpstreamClient, tool: str, timeout: float = WAIT, **arguments: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gatehold import __version__
+from gatehold.call import Caller
 from gatehold.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, UpstreamFailed
 
 ServerRequestHandler = Callable[[str, dict[str, Any] | None], Awaitable[dict[str, Any]]]
@@ -66,10 +67,13 @@ class UpstreamClient(Protocol):
         timeout: float,  # noqa: ASYNC109 - part of the interface: the upstream call's own deadline
         on_server_request: ServerRequestHandler | None = None,
         on_notification: NotificationHandler | None = None,
+        caller: Caller | None = None,
     ) -> dict[str, Any]:
         """Send one request; return ``{"result": ...}`` or ``{"error": ...}`` as the upstream sent it.
 
-        Raises UpstreamFailed with code upstream.timeout, .crashed, .unavailable or .protocol.
+        ``caller`` is whom the request is made for (None: the gateway itself, e.g. a catalogue
+        refresh); an HTTP upstream picks its credential by it, and never forwards the caller's token.
+        Raises UpstreamFailed with code upstream.timeout, .crashed, .unavailable, .protocol or .credential.
         """
 
     async def aclose(self) -> None:

@@ -3,7 +3,8 @@
 Modern (2026-07-28): every request is a self-contained POST carrying the protocol envelope in
 ``params._meta`` and routing headers; there is no handshake and no session. Legacy
 (2024-11-05 .. 2025-11-25): ``initialize`` opens a session (``Mcp-Session-Id``) that every later
-request carries. The gateway's own credential for the upstream is the only one ever sent.
+request carries. The gateway's own credential for the upstream (``UpstreamCredential``) is the
+only one ever sent: a caller's bearer token never reaches an upstream.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import contextlib
 import logging
 import re
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import httpx
 import orjson
 
+from gatehold.call import Caller
 from gatehold.config import HttpUpstream
 from gatehold.errors import UpstreamFailed
 from gatehold.upstream.base import (
@@ -33,6 +36,7 @@ from gatehold.upstream.base import (
     failed,
     reply_of,
 )
+from gatehold.upstream.credentials import UpstreamCredential
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -109,7 +113,7 @@ class HttpUpstreamClient:
         name: str,
         cfg: HttpUpstream,
         *,
-        bearer: str | None,
+        credential: UpstreamCredential | None,
         on_event: NotificationHandler,
         client: httpx.AsyncClient | None = None,
         client_capabilities: Mapping[str, Any] | None = None,
@@ -122,7 +126,7 @@ class HttpUpstreamClient:
         self.server_info: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
         self._cfg = cfg
-        self._bearer = bearer
+        self._credential = credential
         self._on_event = on_event
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(follow_redirects=False, timeout=DEFAULT_TIMEOUT)
@@ -151,7 +155,7 @@ class HttpUpstreamClient:
             if not (self._cfg.protocol in ("auto", MODERN_VERSION) and await self._discover()):
                 await self._initialize()
         except UpstreamFailed as exc:
-            if exc.code == "upstream.unavailable":
+            if exc.code in ("upstream.unavailable", "upstream.credential"):
                 raise
             raise failed("upstream.unavailable", f"handshake with {self.name} failed: {exc.detail}") from None
         self._started = True
@@ -164,10 +168,12 @@ class HttpUpstreamClient:
         timeout: float,  # noqa: ASYNC109 - the interface's per-call deadline
         on_server_request: ServerRequestHandler | None = None,
         on_notification: NotificationHandler | None = None,
+        caller: Caller | None = None,
     ) -> dict[str, Any]:
+        """``caller`` picks the credential (token exchange acts on its behalf); None is the gateway itself."""
         if not self._started or self._closed:
             raise failed("upstream.unavailable", f"upstream {self.name} is not connected")
-        return await self._call(method, params, timeout, on_server_request, on_notification)
+        return await self._call(method, params, timeout, on_server_request, on_notification, caller=caller)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -176,9 +182,9 @@ class HttpUpstreamClient:
         if self._listener is not None:
             self._listener.cancel()
         if not self._modern and self._session_id is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                await self._client.delete(self._cfg.url, headers=self._headers("", None, modern=False),
-                                          timeout=5.0)
+            with contextlib.suppress(httpx.HTTPError, UpstreamFailed):
+                headers = await self._headers("", None, modern=False, caller=None)
+                await self._client.delete(self._cfg.url, headers=headers, timeout=5.0)
         await self._router.aclose_background()
         if self._owns_client:
             await self._client.aclose()
@@ -243,12 +249,17 @@ class HttpUpstreamClient:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _headers(self, method: str, params: dict[str, Any] | None, *, modern: bool) -> dict[str, str]:
+    async def _headers(self, method: str, params: dict[str, Any] | None, *, modern: bool,
+                       caller: Caller | None) -> dict[str, str]:
         headers = {k: v for k, v in self._cfg.headers.items() if k.lower() not in RESERVED_HEADERS}
         headers["Accept"] = JSON_AND_SSE
         headers["Content-Type"] = "application/json"
-        if self._bearer:
-            headers["Authorization"] = f"Bearer {self._bearer}"
+        if self._credential is not None:
+            authorization = await self._credential.authorization(caller)
+            if caller is not None and caller.token and authorization.partition(" ")[2] == caller.token:
+                # fail closed: the caller's own token is never forwarded to an upstream.
+                raise failed("upstream.credential", f"credential for {self.name} would forward the caller's token")
+            headers["Authorization"] = authorization
         if modern:
             headers["MCP-Protocol-Version"] = MODERN_VERSION
             headers["Mcp-Method"] = method
@@ -281,6 +292,7 @@ class HttpUpstreamClient:
         on_notification: NotificationHandler | None,
         *,
         modern: bool | None = None,
+        caller: Caller | None = None,
     ) -> dict[str, Any]:
         modern = self._modern if modern is None else modern
         pending, message = self._router.open(method, params, on_server_request, on_notification)
@@ -288,28 +300,28 @@ class HttpUpstreamClient:
             message["params"] = self._envelope(message.get("params"))
         try:
             async with asyncio.timeout(timeout):
-                return await self._exchange(pending, message, modern=modern, retried=False)
+                return await self._exchange(pending, message, modern=modern, retried=False, caller=caller)
         except TimeoutError:
-            self._cancel_upstream(pending, modern, "timed out at the gateway")
+            self._cancel_upstream(pending, modern, "timed out at the gateway", caller)
             detail = f"{method} on {self.name} timed out after {timeout:g}s"
             raise failed("upstream.timeout", detail) from None
         except asyncio.CancelledError:
-            self._cancel_upstream(pending, modern, "cancelled by the client")
+            self._cancel_upstream(pending, modern, "cancelled by the client", caller)
             raise
         finally:
             self._router.close(pending)
 
     async def _exchange(self, pending: Pending, message: dict[str, Any], *, modern: bool,
-                        retried: bool) -> dict[str, Any]:
+                        retried: bool, caller: Caller | None) -> dict[str, Any]:
         session = self._session_id
-        headers = self._headers(pending.method, message.get("params"), modern=modern)
+        headers = await self._headers(pending.method, message.get("params"), modern=modern, caller=caller)
         try:
             async with self._client.stream("POST", self._cfg.url, content=orjson.dumps(message),
                                            headers=headers) as response:
                 if pending.method == "initialize" and response.status_code < 400:
                     self._session_id = self._valid_session_id(response.headers.get("mcp-session-id"))
                 if not (response.status_code == 404 and not modern and session is not None and not retried):
-                    return await self._read_reply(response, pending, modern=modern)
+                    return await self._read_reply(response, pending, modern=modern, caller=caller)
                 error = await self._error_body(response)
                 if error is not None and error.get("id") == pending.id:
                     return reply_of(error)
@@ -318,7 +330,7 @@ class HttpUpstreamClient:
             raise failed("upstream.unavailable", detail) from None
         # HTTP 404 for our session: the upstream forgot it. Start a new one and retry once.
         await self._renew_session(session)
-        return await self._exchange(pending, message, modern=modern, retried=True)
+        return await self._exchange(pending, message, modern=modern, retried=True, caller=caller)
 
     @staticmethod
     def _valid_session_id(value: str | None) -> str | None:
@@ -327,7 +339,7 @@ class HttpUpstreamClient:
         return value
 
     async def _read_reply(self, response: httpx.Response, pending: Pending, *,
-                          modern: bool) -> dict[str, Any]:
+                          modern: bool, caller: Caller | None) -> dict[str, Any]:
         status = response.status_code
         if status >= 400:
             error = await self._error_body(response)
@@ -357,7 +369,7 @@ class HttpUpstreamClient:
             decoder = SseDecoder(self._max)
             async for chunk in response.aiter_bytes():
                 for data in decoder.feed(chunk):
-                    reply = await self._on_stream_message(data, pending, modern=modern)
+                    reply = await self._on_stream_message(data, pending, modern=modern, caller=caller)
                     if reply is not None:
                         return reply
             detail = f"{pending.method} on {self.name}: stream ended without a response"
@@ -380,7 +392,7 @@ class HttpUpstreamClient:
         return None
 
     async def _on_stream_message(self, data: str, owner: Pending | None, *,
-                                 modern: bool) -> dict[str, Any] | None:
+                                 modern: bool, caller: Caller | None) -> dict[str, Any] | None:
         """Handle one SSE event; return the reply when it is the response ``owner`` waits for."""
         if not data.strip():
             return None
@@ -401,7 +413,7 @@ class HttpUpstreamClient:
                 self._log.warning("ignoring a %s request from upstream %s: 2026-07-28 has no back channel",
                                   method, self.name)
             else:
-                self._router.serve(message, owner, self._answer)
+                self._router.serve(message, owner, partial(self._answer, caller=caller))
             return None
         if owner is not None and message.get("id") == owner.id:
             return reply_of(message)
@@ -410,44 +422,44 @@ class HttpUpstreamClient:
 
     # -- legacy extras: notifications, answers, the GET stream ---------------------------
 
-    async def _post(self, message: dict[str, Any]) -> int:
-        headers = self._headers("", None, modern=False)
+    async def _post(self, message: dict[str, Any], caller: Caller | None) -> int:
+        headers = await self._headers("", None, modern=False, caller=caller)
         response = await self._client.post(self._cfg.url, content=orjson.dumps(message), headers=headers)
         return response.status_code
 
-    async def _notify(self, method: str, params: dict[str, Any] | None) -> None:
+    async def _notify(self, method: str, params: dict[str, Any] | None, caller: Caller | None = None) -> None:
         message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params is not None:
             message["params"] = params
         try:
-            status = await self._post(message)
-        except httpx.HTTPError as exc:
+            status = await self._post(message, caller)
+        except (httpx.HTTPError, UpstreamFailed) as exc:
             self._log.warning("upstream %s: sending %s failed: %s", self.name, method, type(exc).__name__)
             return
         if status not in (200, 202):
             self._log.warning("upstream %s answered %s with HTTP %d", self.name, method, status)
 
-    async def _answer(self, message: dict[str, Any]) -> None:
+    async def _answer(self, message: dict[str, Any], *, caller: Caller | None) -> None:
         try:
-            status = await self._post(message)
+            status = await self._post(message, caller)
         except httpx.HTTPError as exc:
             detail = f"answering the upstream failed: {type(exc).__name__}"
             raise failed("upstream.unavailable", detail) from None
         if status not in (200, 202):
             raise failed("upstream.protocol", f"answering the upstream got HTTP {status}")
 
-    def _cancel_upstream(self, pending: Pending, modern: bool, reason: str) -> None:
+    def _cancel_upstream(self, pending: Pending, modern: bool, reason: str, caller: Caller | None) -> None:
         # Modern era: closing the response stream is the cancellation, and that already happened.
         if not modern and pending.method != "initialize" and not self._closed:
             params = {"requestId": pending.id, "reason": reason}
-            self._router.spawn(self._notify("notifications/cancelled", params))
+            self._router.spawn(self._notify("notifications/cancelled", params, caller))
 
     async def _listen(self) -> None:
         """Read the session's GET stream (server notifications and requests not tied to a call)."""
-        headers = self._headers("", None, modern=False)
-        headers["Accept"] = "text/event-stream"
-        del headers["Content-Type"]
         try:
+            headers = await self._headers("", None, modern=False, caller=None)
+            headers["Accept"] = "text/event-stream"
+            del headers["Content-Type"]
             async with self._client.stream("GET", self._cfg.url, headers=headers) as response:
                 content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
                 if response.status_code != 200 or content_type != "text/event-stream":
@@ -457,6 +469,6 @@ class HttpUpstreamClient:
                 decoder = SseDecoder(self._max)
                 async for chunk in response.aiter_bytes():
                     for data in decoder.feed(chunk):
-                        await self._on_stream_message(data, None, modern=False)
+                        await self._on_stream_message(data, None, modern=False, caller=None)
         except (httpx.HTTPError, UpstreamFailed) as exc:
             self._log.info("upstream %s: GET stream ended: %s", self.name, type(exc).__name__)

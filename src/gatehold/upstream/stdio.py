@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from gatehold.call import Caller
 from gatehold.config import StdioUpstream
 from gatehold.errors import ConfigError, UpstreamFailed
 from gatehold.upstream.base import (
@@ -120,6 +121,7 @@ class StdioUpstreamClient:
         timeout: float,  # noqa: ASYNC109 - the interface's per-call deadline
         on_server_request: ServerRequestHandler | None = None,
         on_notification: NotificationHandler | None = None,
+        caller: Caller | None = None,  # unused: a stdio upstream gets its secrets via its environment
     ) -> dict[str, Any]:
         if not self._started or self._closing:
             raise failed("upstream.unavailable", f"upstream {self.name} is not running")
