@@ -8,6 +8,8 @@ operators' scripts depend on them (see the README).
     gatehold audit verify [--config F | --db P | --jsonl P]   0 intact, 1 not
     gatehold audit tail [--config F | --db P | --jsonl P] [-n N]
     gatehold key new ID                          a new API key and the hash for the config
+    gatehold revoke --config F KIND VALUE        revoke a credential (jti, sub, client, apikey, cert, principal)
+    gatehold revoke --config F --list | --undo KIND VALUE
     gatehold schema                              the configuration's JSON Schema
 """
 
@@ -90,6 +92,63 @@ def key_new(key_id: str) -> None:
     click.echo(f'config:  - {{id: {key_id}, hash: "{hashed}", principal: {key_id}, roles: []}}')
 
 
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--list", "list_all", is_flag=True, help="list the revocations in force")
+@click.option("--undo", is_flag=True, help="lift the revocation of KIND VALUE")
+@click.option("--reason", default="", help="why (recorded with the revocation)")
+@click.option("--for", "ttl", type=float, default=None, help="seconds until the revocation lapses (default never)")
+@click.argument("kind", required=False)
+@click.argument("value", required=False)
+def revoke(config_path: str, list_all: bool, undo: bool, reason: str, ttl: float | None,
+           kind: str | None, value: str | None) -> None:
+    """Revoke a credential: effective on its next request, open sessions included.
+
+    KIND is jti, sub, client, apikey, cert or principal. Exit 0 done, 1 store unavailable, 2 usage.
+    """
+    import getpass
+    import time
+
+    from gatehold.errors import GateholdError
+    from gatehold.state.revocations import KINDS, Revocation, open_revocations
+
+    loaded = _load(config_path)
+    if not list_all and (kind not in KINDS or not value):
+        raise click.UsageError(f"give KIND VALUE, KIND one of {', '.join(KINDS)} (or --list)")
+    kind, value = kind or "", value or ""
+
+    async def run() -> None:
+        store = open_revocations(loaded.config.state, loaded.path(loaded.config.auth.revocations))
+        try:
+            if list_all:
+                for item in await store.list():
+                    until = "" if item.expires_at is None else f" until {_iso(item.expires_at)}"
+                    click.echo(f"{item.kind} {item.value} since {_iso(item.created_at)}{until} "
+                               f"by {item.created_by} {item.reason}".rstrip())
+            elif undo:
+                found = await store.restore(kind, value)
+                click.echo(f"restored: {kind} {value}" if found else f"not revoked: {kind} {value}")
+            else:
+                now = time.time()
+                await store.revoke(Revocation(kind, value, reason, now, getpass.getuser(),
+                                              None if ttl is None else now + ttl))
+                click.echo(f"revoked: {kind} {value}")
+        finally:
+            await store.aclose()
+
+    try:
+        asyncio.run(run())
+    except GateholdError as exc:
+        click.echo(f"error: {exc.detail}", err=True)
+        sys.exit(1)
+
+
+def _iso(epoch: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat(timespec="seconds")
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named explicitly: asyncio only turns Nagle off (TCP_NODELAY) on sockets that say so,
@@ -105,13 +164,15 @@ def _run_http(loaded: Any, port: int | None, on_ready: Callable[[int], None],
               on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
     import uvicorn
 
-    from gatehold.auth.apikeys import ApiKeyAuthenticator
     from gatehold.front.http import build_app
-    from gatehold.runtime import build_gateway
+    from gatehold.front.tls import ssl_options, uvicorn_protocol_kwargs
+    from gatehold.runtime import build_authenticator, build_gateway
 
     settings = loaded.config.gateway
     try:
+        tls = ssl_options(settings.tls, loaded.path) if settings.tls is not None else {}
         gateway = build_gateway(loaded)
+        authenticator = build_authenticator(loaded, gateway)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
@@ -129,10 +190,9 @@ def _run_http(loaded: Any, port: int | None, on_ready: Callable[[int], None],
         await gateway.stop()
         gateway.auditor.log.close()
 
-    app = build_app(gateway, ApiKeyAuthenticator(loaded.config.auth.api_keys), settings,
-                    on_startup=[startup], on_shutdown=[shutdown])
+    app = build_app(gateway, authenticator, loaded.config, on_startup=[startup], on_shutdown=[shutdown])
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=5))
+                                           timeout_graceful_shutdown=5, **tls, **uvicorn_protocol_kwargs()))
     server.run(sockets=[sock])
 
 
@@ -144,12 +204,13 @@ def serve(config_path: str, port: int | None, log_level: str) -> None:
     """Run a configured gateway over Streamable HTTP."""
     _setup_logging(log_level)
     loaded = _load(config_path)
-    if not loaded.config.gateway.is_loopback:
-        click.echo(f"warning: listening on {loaded.config.gateway.host}, not loopback: terminate TLS in front",
-                   err=True)
+    scheme = "https" if loaded.config.gateway.tls is not None else "http"
+    if not loaded.config.gateway.is_loopback and scheme == "http":
+        click.echo(f"warning: listening on {loaded.config.gateway.host}, not loopback, without TLS: "
+                   "set gateway.tls or terminate TLS in front", err=True)
 
     def ready(actual: int) -> None:
-        click.echo(f"URL: http://{_url_host(loaded.config.gateway.host)}:{actual}/mcp", nl=True)
+        click.echo(f"URL: {scheme}://{_url_host(loaded.config.gateway.host)}:{actual}/mcp", nl=True)
         sys.stdout.flush()
 
     _run_http(loaded, port, ready)

@@ -7,15 +7,17 @@ as a method, params and an ``Exchange`` (who asks, and how to reach them mid-cal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from gatehold import __version__
 from gatehold.auditor import Auditor
+from gatehold.auth.outbound import IdentityHttp
 from gatehold.call import Caller, Kind, Target, ToolCall
 from gatehold.catalog import LIST_METHODS, Catalog, Entry, UpstreamListing
 from gatehold.config import LoadedConfig
@@ -88,14 +90,16 @@ def plain_result(result: dict[str, Any]) -> dict[str, Any]:
 
 
 class Gateway:
-    def __init__(self, loaded: LoadedConfig, auditor: Auditor, clients: dict[str, UpstreamClient]):
+    def __init__(self, loaded: LoadedConfig, auditor: Auditor, clients: dict[str, UpstreamClient],
+                 identity_http: IdentityHttp | None = None):
         self.loaded = loaded
         self.config = loaded.config
         self.auditor = auditor
         self.clients = clients
         self.catalog = Catalog({n: loaded.config.prefix_of(n) for n in clients},
                                loaded.config.gateway.namespace_separator)
-        self.grants = Grants(loaded.config.roles)
+        oauth = loaded.config.auth.oauth
+        self.grants = Grants(loaded.config.roles, loaded.config.scopes, oauth.scope_mode if oauth else "roles")
         self.pipeline = Pipeline(
             [Authorise(self.grants), Validate(self.grants, SchemaCache()),
              OutputBounds(self.grants, loaded.config.gateway)],
@@ -103,6 +107,10 @@ class Gateway:
         )
         self.list_changed_listeners: list[Callable[[str], Awaitable[None]]] = []
         self._background: set[asyncio.Task[None]] = set()  # background work, cancelled on stop
+        self.closers: list[Callable[[], Awaitable[None]]] = []  # shared clients and stores, closed last
+        # The one client for JWKS, metadata, introspection and token endpoints.
+        self.identity_http = identity_http or IdentityHttp()
+        self.closers.append(self.identity_http.aclose)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -134,10 +142,20 @@ class Gateway:
             await self._announce("tools")
             return
 
+    def in_background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` until it ends or the gateway stops."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
     async def stop(self) -> None:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*(c.aclose() for c in self.clients.values()), return_exceptions=True)
+        for close in self.closers:
+            with contextlib.suppress(Exception):
+                await close()
 
     async def refresh(self, name: str) -> None:
         """Re-list one upstream's tools, prompts and resources."""
@@ -287,7 +305,8 @@ class Gateway:
                 await ex.emit({"jsonrpc": "2.0", "method": method, "params": note or {}})
 
         reply = await client.request(call.method, params, timeout=timeout,
-                                     on_server_request=ex.client_request, on_notification=relay)
+                                     on_server_request=ex.client_request, on_notification=relay,
+                                     caller=call.caller)
         if "error" in reply:
             raise UpstreamRpcError(reply["error"] if isinstance(reply["error"], dict) else {})
         result = reply.get("result")
@@ -301,7 +320,7 @@ class Gateway:
             return {}
         if method == "tools/list":
             return {"tools": [e.definition for name, e in self.catalog.tools.items()
-                              if self.grants.for_tool(roles, name)]}
+                              if self.grants.tool_visible(ex.caller, name)]}
         if method == "prompts/list":
             return {"prompts": [e.definition for name, e in self.catalog.prompts.items()
                                 if self.grants.prompt_rule(roles, name)]}
@@ -338,7 +357,7 @@ class Gateway:
             raise UnknownTarget("completion for an unknown or ungranted ref", rule_id="default-deny")
         client = self.clients[entry.target.upstream]
         reply = await client.request("completion/complete", upstream_params(params, ref=new_ref),
-                                     timeout=self.config.gateway.call_timeout_seconds)
+                                     timeout=self.config.gateway.call_timeout_seconds, caller=ex.caller)
         if "error" in reply:
             raise UpstreamRpcError(reply["error"])
         return plain_result(reply.get("result") or {})

@@ -8,10 +8,19 @@ from typing import Any
 from gatehold.audit import AuditLog, JsonlSink, SqliteSink
 from gatehold.audit.sinks import AuditSink
 from gatehold.auditor import Auditor
+from gatehold.auth.apikeys import ApiKeyAuthenticator
+from gatehold.auth.authenticator import Authenticator
+from gatehold.auth.introspection import Introspector
+from gatehold.auth.jwks import JwksCache
+from gatehold.auth.jwt_verify import JwtVerifier
+from gatehold.auth.mtls import CertificateAuthenticator
+from gatehold.auth.outbound import IdentityHttp
 from gatehold.config import HttpUpstream, LoadedConfig, StdioUpstream
 from gatehold.gateway import Gateway
-from gatehold.secrets import resolve_all
+from gatehold.secrets import resolve_all, resolve_secret
+from gatehold.state.revocations import open_revocations
 from gatehold.upstream.base import UpstreamClient
+from gatehold.upstream.credentials import build_credential
 from gatehold.upstream.http import HttpUpstreamClient
 from gatehold.upstream.stdio import StdioUpstreamClient, scrubbed_env
 
@@ -22,7 +31,10 @@ def needed_secrets(loaded: LoadedConfig) -> set[str]:
         if isinstance(up, StdioUpstream):
             names.update(up.env.values())
         elif up.credential is not None:
-            names.add(up.credential.bearer)
+            names.update(up.credential.secret_names())
+    oauth = loaded.config.auth.oauth
+    if oauth is not None and oauth.introspection is not None:
+        names.add(oauth.introspection.client_secret)
     return names
 
 
@@ -50,16 +62,45 @@ def build_gateway(loaded: LoadedConfig, *, audit: AuditLog | None = None) -> Gat
                 await gateway.on_upstream_event(name, method, params)
         return on_event
 
+    identity_http = IdentityHttp()  # one outbound client for every identity fetch, closed with the gateway
     for name, up in config.upstreams.items():
         if isinstance(up, StdioUpstream):
             env = scrubbed_env(up, secrets, os.environ)
             cwd = str(loaded.path(up.cwd)) if up.cwd else None
             clients[name] = StdioUpstreamClient(name, up, env=env, on_event=events(name), cwd=cwd)
         elif isinstance(up, HttpUpstream):
-            bearer = secrets[up.credential.bearer] if up.credential else None
-            clients[name] = HttpUpstreamClient(name, up, bearer=bearer, on_event=events(name))
-    gateway = Gateway(loaded, auditor, clients)
+            credential = build_credential(up.credential, secrets, http=identity_http,
+                                          default_resource=up.url) if up.credential else None
+            clients[name] = HttpUpstreamClient(name, up, credential=credential, on_event=events(name))
+    gateway = Gateway(loaded, auditor, clients, identity_http=identity_http)
     holder["gateway"] = gateway
     auditor.lifecycle("gateway configured", {"policy_version": loaded.policy_version,
                                              "upstreams": sorted(clients)})
     return gateway
+
+
+def build_authenticator(loaded: LoadedConfig, gateway: Gateway) -> Authenticator:
+    """The HTTP front's authenticator: API keys, OAuth (JWT and introspection), certificates, revocations.
+
+    Its outbound fetches share the gateway's one identity client; its stores close with the gateway.
+    """
+    config = loaded.config
+    revocations = open_revocations(config.state, loaded.path(config.auth.revocations))
+    gateway.closers.append(revocations.aclose)
+    oauth = config.auth.oauth
+    jwt: JwtVerifier | None = None
+    introspector: Introspector | None = None
+    if oauth is not None:
+        audience = oauth.audience or config.gateway.resource
+        assert audience is not None  # the config model requires gateway.resource with auth.oauth
+        jwks = JwksCache(gateway.identity_http, issuer=oauth.issuer, jwks_uri=oauth.jwks_uri,
+                         refetch_seconds=oauth.jwks_refetch_seconds, max_age_seconds=oauth.jwks_max_age_seconds)
+        jwt = JwtVerifier(oauth, audience=audience, jwks=jwks)
+        if oauth.introspection is not None:
+            name = oauth.introspection.client_secret
+            secret = resolve_secret(name, config.secrets[name], base_dir=loaded.base_dir)
+            introspector = Introspector(oauth.introspection, secret, http=gateway.identity_http,
+                                        audience=audience, issuer=oauth.issuer)
+    certificates = CertificateAuthenticator(config.auth.mtls) if config.auth.mtls is not None else None
+    return Authenticator(api_keys=ApiKeyAuthenticator(config.auth.api_keys), revocations=revocations,
+                         oauth=oauth, jwt=jwt, introspector=introspector, certificates=certificates)

@@ -19,11 +19,11 @@ import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from gatehold.auth.apikeys import ApiKeyAuthenticator, new_api_key
+from gatehold.auth.apikeys import new_api_key
 from gatehold.config import parse_config
 from gatehold.front.http import build_app
 from gatehold.gateway import Gateway
-from gatehold.runtime import build_gateway
+from gatehold.runtime import build_authenticator, build_gateway
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 20.0
@@ -46,10 +46,12 @@ def listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
-    """Serve an ASGI app on 127.0.0.1:<free port>; yields its base URL."""
-    sock = listening_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False))
+async def serve_asgi(app: Any, *, lifespan: str = "on", sock: socket.socket | None = None,
+                     scheme: str = "http", **options: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on 127.0.0.1:<free port> (or ``sock``); yields its base URL."""
+    sock = sock or listening_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False,
+                                           **options))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     async with asyncio.timeout(WAIT):
         while not server.started:
@@ -57,7 +59,7 @@ async def serve_asgi(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
                 task.result()
             await asyncio.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
@@ -115,13 +117,15 @@ def config_data(tmp: Path, upstreams: dict[str, Any], roles: dict[str, Any], **s
 
 @asynccontextmanager
 async def running_gateway(tmp: Path, upstreams: dict[str, Any], roles: dict[str, Any],
+                          sock: socket.socket | None = None, serve_options: dict[str, Any] | None = None,
                           **sections: Any) -> AsyncIterator[Running]:
     loaded = parse_config(config_data(tmp, upstreams, roles, **sections), base_dir=tmp)
     gateway = build_gateway(loaded)
     await gateway.start()
-    app = build_app(gateway, ApiKeyAuthenticator(loaded.config.auth.api_keys), loaded.config.gateway)
+    app = build_app(gateway, build_authenticator(loaded, gateway), loaded.config)
+    options = dict(serve_options or {})
     try:
-        async with serve_asgi(app, lifespan="off") as base:
+        async with serve_asgi(app, lifespan="off", sock=sock, **options) as base:
             yield Running(f"{base}/mcp", gateway, tmp)
     finally:
         await gateway.stop()

@@ -1,7 +1,8 @@
 """Streamable HTTP front: one endpoint for the handshake era (2025-06-18, 2025-11-25) and 2026-07-28.
 
 Order of checks on every request, each failing closed with an audit record:
-Origin/Host → method → authentication → media types → body size → JSON-RPC parse → era rules.
+Origin/Host → method → no token in the query → authentication (and revocation) → media types →
+body size → JSON-RPC parse → era rules. RFC 9728 metadata is served beside ``/mcp``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
@@ -21,11 +22,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from gatehold.auth.apikeys import ApiKeyAuthenticator
+from gatehold.auth.authenticator import Authenticator
+from gatehold.auth.challenge import challenge, metadata_path, protected_resource_metadata
 from gatehold.call import Caller
-from gatehold.config import GatewaySettings
+from gatehold.config import Config
 from gatehold.errors import (
     AuthenticationFailed,
+    CredentialMisplaced,
     GateholdError,
     HeaderMismatch,
     InvalidRequest,
@@ -55,6 +58,7 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"),
                (b"x-accel-buffering", b"no")]
 _PING_SECONDS = 15.0
+_SWEEP_SECONDS = 1.0
 _MODERN_STATUS = {-32700: 400, -32600: 400, -32602: 400, -32020: 400, -32021: 400, -32022: 400,
                   -32601: 404}
 
@@ -80,13 +84,35 @@ def _sse(message: dict[str, Any]) -> bytes:
 class McpEndpoint:
     """The raw ASGI endpoint at ``/mcp``."""
 
-    def __init__(self, gateway: Gateway, authenticator: ApiKeyAuthenticator, settings: GatewaySettings):
+    def __init__(self, gateway: Gateway, authenticator: Authenticator, config: Config):
         self.gateway = gateway
         self.auth = authenticator
-        self.settings = settings
-        self.sessions = SessionStore(idle_seconds=settings.session_idle_seconds,
-                                     max_sessions=settings.max_sessions)
+        self.settings = config.gateway
+        self.resource = config.gateway.resource if config.auth.oauth is not None else None
+        self.initial_scopes = config.auth.oauth.initial_scopes if config.auth.oauth is not None else ()
+        self.sessions = SessionStore(idle_seconds=self.settings.session_idle_seconds,
+                                     max_sessions=self.settings.max_sessions)
         gateway.list_changed_listeners.append(self._broadcast_list_changed)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def sweep_sessions(self, interval: float = _SWEEP_SECONDS) -> None:
+        """Close sessions whose credential was revoked or has expired, in-flight calls included."""
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            for session in self.sessions.all():
+                caller = session.caller
+                try:
+                    revoked = await self.auth.revoked(caller)
+                except AuthenticationFailed:
+                    revoked = True  # fail closed: a session whose standing cannot be checked ends
+                expired = caller.expires_at is not None and caller.expires_at < now
+                if revoked or expired:
+                    self.sessions.drop(session.id)
+                    self.gateway.auditor.request(
+                        correlation_id=new_correlation_id(), caller=caller, method=None, decision="deny",
+                        reason="session closed: credential " + ("revoked" if revoked else "expired"),
+                        code="auth.revoked" if revoked else "auth.expired")
 
     # -- the ASGI entry ---------------------------------------------------------------------
 
@@ -99,13 +125,20 @@ class McpEndpoint:
             headers[k] = v
         correlation_id = new_correlation_id()
         caller: Caller | None = None
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = self.gateway.in_background(self.sweep_sessions())
         try:
             self._check_origin(headers)
             method = scope["method"]
             if method not in ("POST", "GET", "DELETE"):
                 raise TransportRejected(f"HTTP {method}", status=405, code="transport.method",
                                         public="method not allowed")
-            caller = self.auth.authenticate(headers.get(b"authorization", b"").decode("latin-1") or None)
+            if any(k == "access_token" for k, _ in parse_qsl(scope.get("query_string", b"").decode("latin-1"))):
+                # OAuth 2.1: bearer tokens travel in the Authorization header only (they leak from URLs).
+                raise CredentialMisplaced("access_token in the query string")
+            tls = scope.get("extensions", {}).get("tls")
+            caller = await self.auth.authenticate(
+                headers.get(b"authorization", b"").decode("latin-1") or None, tls)
             if method == "GET":
                 await self._get_stream(scope, receive, send, headers, caller, correlation_id)
                 return
@@ -188,11 +221,15 @@ class McpEndpoint:
                                      decision="deny", reason=exc.detail, code=exc.code)
         status = exc.http_status
         extra: list[tuple[bytes, bytes]] = []
-        if isinstance(exc, AuthenticationFailed):
-            challenge = 'Bearer realm="gatehold"'
-            if exc.code == "auth.invalid":
-                challenge += ', error="invalid_token"'
-            extra.append((b"www-authenticate", challenge.encode()))
+        if isinstance(exc, AuthenticationFailed) and exc.http_status != 503:
+            if isinstance(exc, CredentialMisplaced):
+                error: str | None = "invalid_request"
+            else:
+                error = None if exc.code == "auth.missing" else "invalid_token"
+            header = challenge(resource=self.resource, scopes=self.initial_scopes, error=error, code=exc.code)
+            extra.append((b"www-authenticate", header.encode()))
+        elif exc.http_status == 503:
+            extra.append((b"retry-after", b"5"))
         if isinstance(exc, ProtocolError):
             await self._json(send, error_for(request_id, exc, correlation_id), status, extra)
         else:
@@ -327,19 +364,23 @@ class McpEndpoint:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [*SSE_HEADERS, (b"mcp-session-id", session.id.encode())]})
         gone = asyncio.ensure_future(self._wait_disconnect(receive))
+        ended = asyncio.ensure_future(session.closed.wait())
         try:
-            while not gone.done():
+            while not gone.done() and not ended.done():
                 getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, gone}, timeout=_PING_SECONDS,
+                done, _ = await asyncio.wait({getter, gone, ended}, timeout=_PING_SECONDS,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
                     await send({"type": "http.response.body", "body": _sse(getter.result()), "more_body": True})
                 else:
                     getter.cancel()
-                    if not gone.done():
+                    if not gone.done() and not ended.done():
                         await send({"type": "http.response.body", "body": b": ping\r\n\r\n", "more_body": True})
+            if ended.done() and not gone.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             gone.cancel()
+            ended.cancel()
             if session.stream is queue:
                 session.stream = None
 
@@ -413,10 +454,18 @@ class McpEndpoint:
             if streaming:
                 await send({"type": "http.response.body", "body": _sse(reply), "more_body": False})
             else:
-                status = 200
-                if modern and "error" in reply:
-                    status = _MODERN_STATUS.get(reply["error"].get("code"), 200)
-                await self._json(send, reply, status, extra)
+                status, headers = 200, list(extra or [])
+                error = reply.get("error")
+                data = error.get("data") if isinstance(error, dict) else None
+                if isinstance(data, dict) and data.get("code") == "auth.insufficient_scope":
+                    # Step-up: 403 with every scope that would grant the call, in both eras.
+                    status = 403
+                    scopes = tuple(str(x) for x in data.get("requiredScopes", ()))
+                    headers.append((b"www-authenticate", challenge(
+                        resource=self.resource, scopes=scopes, error="insufficient_scope").encode()))
+                elif modern and isinstance(error, dict) and isinstance(error.get("code"), int):
+                    status = _MODERN_STATUS.get(error["code"], 200)
+                await self._json(send, reply, status, headers)
         finally:
             gone.cancel()
             if not work.done():
@@ -425,11 +474,17 @@ class McpEndpoint:
                 session.inflight.pop(request.id, None)
 
 
-def build_app(gateway: Gateway, authenticator: ApiKeyAuthenticator, settings: GatewaySettings,
+def build_app(gateway: Gateway, authenticator: Authenticator, config: Config,
               on_startup: list[Callable[[], Awaitable[None]]] | None = None,
               on_shutdown: list[Callable[[], Awaitable[None]]] | None = None) -> Starlette:
-    endpoint = McpEndpoint(gateway, authenticator, settings)
+    endpoint = McpEndpoint(gateway, authenticator, config)
     started = time.time()
+    metadata = protected_resource_metadata(config)
+
+    async def resource_metadata(request: StarletteRequest) -> JSONResponse:
+        if metadata is None:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        return JSONResponse(metadata, headers={"cache-control": "max-age=300"})
 
     async def health(request: StarletteRequest) -> JSONResponse:
         healthy = gateway.auditor.log.healthy
@@ -446,8 +501,12 @@ def build_app(gateway: Gateway, authenticator: ApiKeyAuthenticator, settings: Ga
         for hook in on_shutdown or []:
             await hook()
 
+    well_known = {"/.well-known/oauth-protected-resource"}
+    if config.gateway.resource is not None:
+        well_known.add(metadata_path(config.gateway.resource))
     app = Starlette(routes=[Route("/mcp", endpoint, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
-                            Route("/healthz", health, methods=["GET"])],
+                            Route("/healthz", health, methods=["GET"]),
+                            *(Route(path, resource_metadata, methods=["GET"]) for path in sorted(well_known))],
                     lifespan=lifespan)
     app.state.endpoint = endpoint
     return app

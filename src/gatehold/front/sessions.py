@@ -21,14 +21,27 @@ class Session:
     last_seen: float = field(default_factory=time.monotonic)
     inflight: dict[Any, asyncio.Task[Any]] = field(default_factory=dict)
     stream: asyncio.Queue[dict[str, Any]] | None = None  # the GET stream, when one is open
+    closed: asyncio.Event = field(default_factory=asyncio.Event)  # set when dropped: ends the GET stream
 
     def owned_by(self, caller: Caller) -> bool:
-        return self.caller.principal == caller.principal and self.caller.credential_id == caller.credential_id
+        return binding(self.caller) == binding(caller)
+
+    def refresh(self, caller: Caller) -> None:
+        """Remember the newest credential the session's owner presented (a refreshed or stepped-up token)."""
+        self.caller = caller
 
     def cancel_all(self) -> None:
         for task in self.inflight.values():
             task.cancel()
         self.requests.cancel_all()
+
+def binding(caller: Caller) -> tuple[str, ...]:
+    """What a session is bound to. An OAuth caller keeps its session across token refreshes and
+    step-ups (same subject and client); any other credential binds the session to itself."""
+    if caller.scopes is not None or caller.credential_id.startswith(("jwt:", "introspection:")):
+        return ("oauth", caller.principal, caller.client_id or "")
+    return ("credential", caller.principal, caller.credential_id)
+
 
 class SessionStore:
     def __init__(self, *, idle_seconds: float, max_sessions: int):
@@ -59,11 +72,13 @@ class SessionStore:
         if not session.owned_by(caller):
             return None
         session.last_seen = now
+        session.refresh(caller)
         return session
 
     def drop(self, session_id: str) -> None:
         session = self._sessions.pop(session_id, None)
         if session is not None:
+            session.closed.set()
             session.cancel_all()
 
     def all(self) -> list[Session]:

@@ -1,11 +1,11 @@
-"""Authorise: the caller's roles must grant the target. Default deny."""
+"""Authorise: the caller's roles (and, for OAuth callers, scopes) must grant the target. Default deny."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from gatehold.call import ToolCall
-from gatehold.errors import NotGranted, UnknownTarget
+from gatehold.errors import InsufficientScope, NotGranted, UnknownTarget
 from gatehold.pipeline.outcome import Allow, CallDecision, Deny, Keep, ResultDecision
 from gatehold.policy.grants import Grants
 
@@ -20,8 +20,13 @@ class Authorise:
         roles, target = call.caller.roles, call.target
         rule: str | None
         if target.kind == "tool":
-            found = self._grants.for_tool(roles, target.exposed)
+            found = self._grants.tool_grants(call.caller, target.exposed)
             rule = found[0].rule_id if found else None
+            step_up = () if found else self._grants.step_up_scopes(call.caller, target.exposed)
+            if step_up:
+                # The roles allow it but no held scope does: 403 insufficient_scope names the scopes.
+                return Deny(InsufficientScope(f"tool {target.exposed!r} needs one of the scopes {list(step_up)}",
+                                              scopes=step_up))
         elif target.kind == "prompt":
             rule = self._grants.prompt_rule(roles, target.exposed)
         else:  # resources, and completions against a resource reference

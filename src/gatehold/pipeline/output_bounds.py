@@ -54,7 +54,7 @@ class OutputBounds:
     def _limits(self, call: ToolCall) -> tuple[int, str]:
         limit, mode = self._settings.max_result_bytes, self._settings.on_oversize
         if call.target.kind == "tool":
-            for grant in self._grants.for_tool(call.caller.roles, call.target.exposed):
+            for grant in self._grants.tool_grants(call.caller, call.target.exposed):
                 if grant.tool.max_result_bytes is not None:
                     limit = min(limit, grant.tool.max_result_bytes)  # strictest wins
                 if grant.tool.on_oversize == "deny":

@@ -24,7 +24,7 @@ class Validate:
     async def on_call(self, call: ToolCall) -> CallDecision:
         if call.target.kind != "tool":
             return Allow("", "not a tool call")
-        grants = self._grants.for_tool(call.caller.roles, call.target.exposed)
+        grants = self._grants.tool_grants(call.caller, call.target.exposed)
         if not grants:
             # Fail closed: Authorise should have stopped this, but Validate never passes ungranted calls.
             return Deny(NotGranted("no grant at validation", rule_id="default-deny"))

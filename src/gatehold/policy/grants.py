@@ -1,4 +1,11 @@
-"""Role grants: which tools, prompts and resources a caller may see and use. Default deny."""
+"""Role and scope grants: which tools, prompts and resources a caller may see and use. Default deny.
+
+OAuth scopes map to tools (``scopes: {"invoices:read": ["crm.get_*"]}``) and combine with role
+grants according to ``auth.oauth.scope_mode``: ``both`` (a tool call needs a role grant and a
+held scope that grants the tool), ``scopes`` (a held scope suffices; a role grant for the same
+tool still supplies its argument constraints), or ``roles`` (scopes are ignored). Scope rules
+apply only to callers whose credential carries scopes (``Caller.scopes is not None``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
 
+from gatehold.call import Caller
 from gatehold.config import Role, ToolGrant
+
+ScopeMode = str  # "both" | "scopes" | "roles", validated by the config model
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +34,13 @@ def _specificity(pattern: str) -> tuple[int, int]:
 class Grants:
     """Resolves grants for a caller's roles. Pure and cached: the answer depends only on the config."""
 
-    def __init__(self, roles: Mapping[str, Role]):
+    def __init__(self, roles: Mapping[str, Role], scopes: Mapping[str, tuple[str, ...]] | None = None,
+                 scope_mode: ScopeMode = "roles"):
         self._roles = dict(roles)
+        self._scopes = dict(scopes or {})
+        self.scope_mode = scope_mode
         self.for_tool = lru_cache(maxsize=65536)(self._for_tool)
+        self.scopes_granting = lru_cache(maxsize=65536)(self._scopes_granting)
         self.prompt_rule = lru_cache(maxsize=65536)(self._prompt_rule)
         self.resource_rule = lru_cache(maxsize=65536)(self._resource_rule)
 
@@ -46,6 +60,37 @@ class Grants:
                 best = max(matches, key=_specificity)
                 found.append(Grant(f"roles.{role_name}.tools[{best}]", role.tools[best]))
         return tuple(found)
+
+    def _scopes_granting(self, exposed: str) -> frozenset[str]:
+        """Every configured scope one of whose patterns matches the tool."""
+        return frozenset(scope for scope, patterns in self._scopes.items()
+                         if any(fnmatchcase(exposed, p) for p in patterns))
+
+    def _scoped(self, caller: Caller) -> bool:
+        return caller.scopes is not None and self.scope_mode != "roles"
+
+    def tool_grants(self, caller: Caller, exposed: str) -> tuple[Grant, ...]:
+        """The grants that let this caller call the tool now; empty means deny."""
+        by_role = self.for_tool(caller.roles, exposed)
+        if not self._scoped(caller):
+            return by_role
+        assert caller.scopes is not None
+        held = self.scopes_granting(exposed) & caller.scopes
+        if not held:
+            return ()
+        if self.scope_mode == "both" or by_role:
+            return by_role
+        return (Grant(f"scopes[{min(held)}]", ToolGrant()),)
+
+    def step_up_scopes(self, caller: Caller, exposed: str) -> tuple[str, ...]:
+        """The scopes that would let a scope-limited caller call the tool; empty when a scope would not help."""
+        if not self._scoped(caller) or (self.scope_mode == "both" and not self.for_tool(caller.roles, exposed)):
+            return ()
+        return tuple(sorted(self.scopes_granting(exposed)))
+
+    def tool_visible(self, caller: Caller, exposed: str) -> bool:
+        """Listed in tools/list: callable now, or after a step-up the caller's roles allow."""
+        return bool(self.tool_grants(caller, exposed) or self.step_up_scopes(caller, exposed))
 
     def _first(self, roles: tuple[str, ...], key: str, kind: str) -> str | None:
         for role_name in roles:
