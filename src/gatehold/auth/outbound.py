@@ -67,7 +67,8 @@ class IdentityHttp:
 
     async def post_form(self, url: str, form: dict[str, str], *, auth: tuple[str, str] | None = None,
                         headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-        """POST ``application/x-www-form-urlencoded``; ``auth`` is (client_id, secret) for HTTP Basic."""
+        """POST ``application/x-www-form-urlencoded``; ``auth`` is (client_id, secret) for HTTP Basic,
+        each already form-encoded by the caller as RFC 6749 section 2.3.1 asks."""
         return await self._send("POST", url, form=form, auth=auth, headers=headers)
 
     async def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None,
