@@ -26,10 +26,35 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run([*GATEHOLD, *args], capture_output=True, text=True, timeout=60, cwd=cwd, check=False)
 
 
-def test_check_accepts_the_example() -> None:
-    done = run("check", str(REPO / "examples" / "gatehold.yaml"))
+@pytest.mark.parametrize("example", ["gatehold.yaml", "gatehold-oauth.yaml"])
+def test_check_accepts_the_examples(example: str) -> None:
+    done = run("check", str(REPO / "examples" / example))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok:")
+
+
+def test_check_refuses_oauth_without_a_resource_or_scope_map(tmp_path: Path) -> None:
+    config = tmp_path / "g.yaml"
+    config.write_text("auth: {oauth: {issuer: https://idp.example.com}}\n")
+    done = run("check", str(config))
+    assert done.returncode == 2
+    assert "gateway.resource: required with auth.oauth" in done.stderr
+    assert "scopes: required when auth.oauth.scope_mode is 'both'" in done.stderr
+
+
+def test_revoke_lists_and_undoes(tmp_path: Path) -> None:
+    config = tmp_path / "g.yaml"
+    config.write_text("auth: {revocations: revoked.db}\n")
+    assert run("revoke", "--config", str(config), "apikey", "ci-bot", "--reason", "rotated").returncode == 0
+    listed = run("revoke", "--config", str(config), "--list")
+    assert listed.returncode == 0
+    assert listed.stdout.startswith("apikey ci-bot since ")
+    assert listed.stdout.rstrip().endswith("rotated")
+    undone = run("revoke", "--config", str(config), "--undo", "apikey", "ci-bot")
+    assert undone.stdout.strip() == "restored: apikey ci-bot"
+    assert run("revoke", "--config", str(config), "--list").stdout == ""
+    assert run("revoke", "--config", str(config), "password", "x").returncode == 2  # unknown kind: usage error
+    assert (tmp_path / "revoked.db").exists()  # relative to the config file, like the audit store
 
 
 def test_check_names_field_value_and_expectation(tmp_path: Path) -> None:

@@ -99,20 +99,25 @@ class McpEndpoint:
         """Close sessions whose credential was revoked or has expired, in-flight calls included."""
         while True:
             await asyncio.sleep(interval)
-            now = time.time()
-            for session in self.sessions.all():
-                caller = session.caller
-                try:
-                    revoked = await self.auth.revoked(caller)
-                except AuthenticationFailed:
-                    revoked = True  # fail closed: a session whose standing cannot be checked ends
-                expired = caller.expires_at is not None and caller.expires_at < now
-                if revoked or expired:
-                    self.sessions.drop(session.id)
-                    self.gateway.auditor.request(
-                        correlation_id=new_correlation_id(), caller=caller, method=None, decision="deny",
-                        reason="session closed: credential " + ("revoked" if revoked else "expired"),
-                        code="auth.revoked" if revoked else "auth.expired")
+            try:
+                await self._sweep_once(time.time())
+            except Exception:
+                log.exception("session sweep failed; retrying")  # each request still checks revocation
+
+    async def _sweep_once(self, now: float) -> None:
+        for session in self.sessions.all():
+            caller = session.caller
+            try:
+                revoked = await self.auth.revoked(caller)
+            except AuthenticationFailed:
+                revoked = True  # fail closed: a session whose standing cannot be checked ends
+            expired = caller.expires_at is not None and caller.expires_at < now
+            if revoked or expired:
+                self.sessions.drop(session.id)
+                self.gateway.auditor.request(
+                    correlation_id=new_correlation_id(), caller=caller, method=None, decision="deny",
+                    reason="session closed: credential " + ("revoked" if revoked else "expired"),
+                    code="auth.revoked" if revoked else "auth.expired")
 
     # -- the ASGI entry ---------------------------------------------------------------------
 
