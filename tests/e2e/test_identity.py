@@ -258,9 +258,9 @@ async def test_a_call_needing_another_scope_gets_403_naming_it_then_succeeds_aft
     assert response.status_code == 403
     challenge = response.headers["www-authenticate"]
     assert 'error="insufficient_scope"' in challenge
-    assert 'scope="tools:all tools:math"' in challenge  # every scope that grants sdk.add
+    assert 'scope="tools:math"' in challenge  # the narrowest scope that grants sdk.add, not tools:all
     assert "resource_metadata=" in challenge
-    assert response.json()["error"]["data"]["requiredScopes"] == ["tools:all", "tools:math"]
+    assert response.json()["error"]["data"]["requiredScopes"] == ["tools:math"]
     assert setup.last_record()["code"] == "auth.insufficient_scope"
 
     stepped = setup.token(scope="tools:basic tools:math")

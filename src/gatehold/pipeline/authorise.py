@@ -25,7 +25,7 @@ class Authorise:
             step_up = () if found else self._grants.step_up_scopes(call.caller, target.exposed)
             if step_up:
                 # The roles allow it but no held scope does: 403 insufficient_scope names the scopes.
-                return Deny(InsufficientScope(f"tool {target.exposed!r} needs one of the scopes {list(step_up)}",
+                return Deny(InsufficientScope(f"tool {target.exposed!r} needs scope {step_up[0]!r}",
                                               scopes=step_up))
         elif target.kind == "prompt":
             rule = self._grants.prompt_rule(roles, target.exposed)

@@ -83,10 +83,24 @@ class Grants:
         return (Grant(f"scopes[{min(held)}]", ToolGrant()),)
 
     def step_up_scopes(self, caller: Caller, exposed: str) -> tuple[str, ...]:
-        """The scopes that would let a scope-limited caller call the tool; empty when a scope would not help."""
+        """The scope a scope-limited caller should add to call the tool; empty when no scope would help.
+
+        Several scopes may grant a tool (``tools:all`` and ``tools:math``); the challenge names only
+        the narrowest (its matching pattern most specific, then the fewest patterns), because
+        clients request every scope a challenge names and a step-up must not widen a token more
+        than the call needs.
+        """
         if not self._scoped(caller) or (self.scope_mode == "both" and not self.for_tool(caller.roles, exposed)):
             return ()
-        return tuple(sorted(self.scopes_granting(exposed)))
+        granting = self.scopes_granting(exposed)
+        if not granting:
+            return ()
+
+        def narrowness(scope: str) -> tuple[tuple[int, int], int]:
+            patterns = self._scopes[scope]
+            return max(_specificity(p) for p in patterns if fnmatchcase(exposed, p)), -len(patterns)
+
+        return (max(sorted(granting), key=narrowness),)
 
     def tool_visible(self, caller: Caller, exposed: str) -> bool:
         """Listed in tools/list: callable now, or after a step-up the caller's roles allow."""
