@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gatehold.audit import AuditEvent, AuditLog, redact_arguments
@@ -14,6 +14,19 @@ class Auditor:
     def __init__(self, log: AuditLog, secret_values: Iterable[str] = ()):
         self.log = log
         self._secrets = tuple(s for s in secret_values if len(s) >= 4)
+        self._sources: list[Callable[[], Iterable[str]]] = []
+
+    def add_secret_source(self, source: Callable[[], Iterable[str]]) -> None:
+        """Values obtained at run time (upstream access tokens) that must be redacted like configured secrets."""
+        self._sources.append(source)
+
+    def _known(self, caller: Caller | None) -> tuple[str, ...]:
+        values = self._secrets
+        for source in self._sources:
+            values += tuple(source())
+        if caller is not None and caller.token:
+            values += (caller.token,)  # a caller's own bearer token never enters the trail either
+        return values
 
     def ensure_healthy(self) -> None:
         if not self.log.healthy:
@@ -30,9 +43,9 @@ class Auditor:
             method=call.method,
             server=call.target.upstream,
             tool=call.target.exposed,
-            arguments=redact_arguments(call.arguments, self._secrets),
+            arguments=redact_arguments(call.arguments, known := self._known(call.caller)),
             decision=decision,  # type: ignore[arg-type]
-            reason=redact_arguments(reason, self._secrets),
+            reason=redact_arguments(reason, known),
             rule_id=rule_id,
             outcome=outcome,
             latency_ms=round(latency_ms, 3),
@@ -55,7 +68,7 @@ class Auditor:
             tool=tool,
             arguments=None,
             decision=decision,  # type: ignore[arg-type]
-            reason=redact_arguments(reason, self._secrets),
+            reason=redact_arguments(reason, self._known(caller)),
             rule_id=None,
             outcome=outcome,
             latency_ms=None if latency_ms is None else round(latency_ms, 3),

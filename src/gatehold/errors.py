@@ -20,6 +20,7 @@ record and the log, never to the client.
     ├── TransportRejected              transport.*           -          403/404/405/406/415
     ├── AuthenticationFailed           auth.*                -          401
     │   ├── CredentialMisplaced        auth.token_in_query   -          400
+    │   ├── CredentialRevoked          auth.revoked          -          401
     │   └── AuthUnavailable            auth.unavailable      -          503
     ├── OutboundFailed                 outbound.*            -          -
     ├── Denied                         policy.* / args.*     -32010..   200
@@ -163,6 +164,14 @@ class CredentialMisplaced(AuthenticationFailed):
 
     def __init__(self, detail: str):
         super().__init__(detail, code="auth.token_in_query")
+
+
+class CredentialRevoked(AuthenticationFailed):
+    """A credential that verified but is on the revocation list. ``caller`` names it for the audit."""
+
+    def __init__(self, detail: str, *, caller: Any):
+        super().__init__(detail, code="auth.revoked")
+        self.caller = caller
 
 
 class AuthUnavailable(AuthenticationFailed):

@@ -71,6 +71,8 @@ def build_gateway(loaded: LoadedConfig, *, audit: AuditLog | None = None) -> Gat
         elif isinstance(up, HttpUpstream):
             credential = build_credential(up.credential, secrets, http=identity_http,
                                           default_resource=up.url) if up.credential else None
+            if credential is not None:
+                auditor.add_secret_source(credential.secrets)
             clients[name] = HttpUpstreamClient(name, up, credential=credential, on_event=events(name))
     gateway = Gateway(loaded, auditor, clients, identity_http=identity_http)
     holder["gateway"] = gateway

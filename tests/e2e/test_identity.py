@@ -246,6 +246,7 @@ async def test_a_revoked_jti_is_refused_on_its_next_request(setup: Setup) -> Non
     assert response.status_code == 401
     assert 'error_description="the credential was revoked"' in response.headers["www-authenticate"]
     assert setup.last_record()["code"] == "auth.revoked"
+    assert setup.last_record()["credential_id"] == f"jwt:jti:{jti}"  # whose revoked token was refused
     assert (await setup.call(setup.token())).status_code == 200  # another token of the same subject still works
 
 

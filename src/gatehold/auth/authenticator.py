@@ -25,7 +25,7 @@ from gatehold.auth.jwt_verify import JwtVerifier, looks_like_jwt
 from gatehold.auth.mtls import CertificateAuthenticator
 from gatehold.call import Caller
 from gatehold.config import OAuthSettings
-from gatehold.errors import AuthenticationFailed
+from gatehold.errors import AuthenticationFailed, CredentialRevoked
 from gatehold.state.revocations import RevocationStore, revocation_keys
 
 MAX_TOKEN_BYTES = 16 * 1024
@@ -51,7 +51,7 @@ class Authenticator:
             raise AuthenticationFailed("no credential presented", code="auth.missing")
         revoked = await self._revocations.is_revoked(revocation_keys(caller))
         if revoked is not None:
-            raise AuthenticationFailed(f"credential revoked ({revoked.kind} {revoked.value})", code="auth.revoked")
+            raise CredentialRevoked(f"credential revoked ({revoked.kind} {revoked.value})", caller=caller)
         return caller
 
     async def revoked(self, caller: Caller) -> bool:

@@ -29,6 +29,7 @@ from gatehold.config import Config
 from gatehold.errors import (
     AuthenticationFailed,
     CredentialMisplaced,
+    CredentialRevoked,
     GateholdError,
     HeaderMismatch,
     InvalidRequest,
@@ -154,6 +155,8 @@ class McpEndpoint:
             body = await self._read_body(receive, headers)
             message = parse_message(body, max_depth=self.settings.max_json_depth)
         except GateholdError as exc:
+            if isinstance(exc, CredentialRevoked):
+                caller = exc.caller  # the audit names whose revoked credential was refused
             await self._reject(send, exc, correlation_id, caller)
             return
         if duplicated is not None:
