@@ -16,14 +16,17 @@ One run measures, on this machine:
    Each call is timed with ``time.perf_counter_ns`` (median and p99); CPU per call is
    ``time.process_time`` over the same loop.
 2. **In-process, the whole ASGI app** (what uvicorn calls: Starlette, ``McpEndpoint``, the pipeline, a
-   stub upstream, the audit record), API key against cached JWTs; no sockets. The credentials
-   alternate in ``--blocks`` blocks of ``--app-calls`` calls; CPU per call from ``time.process_time``
-   (the audit writer thread included: each block ends with a flush), compared block by block.
-3. **End to end**: a real ``python -m gatehold serve`` process with the core benchmark's pipeline
-   (``bench/run.py``'s config plus OAuth), stdio and Streamable HTTP upstreams, with one raw HTTP
-   client holding an API key and one holding a JWT. The two alternate in ``--blocks`` blocks of
-   ``--calls`` calls; the gateway's CPU per call is read from ``/proc`` as in ``bench/run.py``. With
-   Redis reachable, the stdio case also runs with ``state: redis://…``.
+   stub upstream, the audit record), API key against cached JWTs, and both again with the revocation
+   store stubbed out (what the check costs in situ); no sockets. The cases alternate in ``--blocks``
+   blocks of ``--app-calls`` calls; CPU per call from ``time.process_time`` (the audit writer thread
+   included: each block ends with a flush), compared block by block.
+3. **End to end**: real ``python -m gatehold serve`` processes with the core benchmark's pipeline
+   (``bench/run.py``'s config plus OAuth). Stdio upstream: one gateway per revocation store (SQLite;
+   Redis when it answers; and the store stubbed out, through this script's hidden
+   ``--serve-without-revocations`` entry), each called by one raw HTTP client holding an API key and
+   one holding a cached JWT. Streamable HTTP upstream: the SQLite store. All cases of a group run in
+   ``--blocks`` blocks of ``--calls`` calls, in an order reversed every other block; each gateway's CPU
+   per call is read from ``/proc`` as in ``bench/run.py``, and differences are taken block by block.
 
     python -m bench.auth [--rounds 3] [--cached-calls 20000] [--redis-calls 3000] [--cold-calls 1000]
                          [--blocks 10] [--app-calls 500] [--calls 500] [--redis redis://127.0.0.1:6379]
@@ -58,12 +61,13 @@ for _path in (BENCH, BENCH.parent):  # bench's sibling modules (as bench/run.py 
 import orjson  # noqa: E402
 import yaml  # noqa: E402
 from clients import RawHttpClient, sequential  # noqa: E402
-from proc import cpu_seconds  # noqa: E402
+from proc import cpu_seconds, thread_cpu_seconds  # noqa: E402
 from profile_gateway import StubUpstream  # noqa: E402
 from run import ARGS, gateway_argv, machine, process, write_config  # noqa: E402
 
 from gatehold.auditor import Auditor  # noqa: E402
 from gatehold.auth.apikeys import new_api_key  # noqa: E402
+from gatehold.auth.authenticator import Authenticator  # noqa: E402
 from gatehold.auth.claims import caller_from_claims  # noqa: E402
 from gatehold.auth.jwt_verify import _JWS, looks_like_jwt  # noqa: E402
 from gatehold.call import Caller  # noqa: E402
@@ -320,6 +324,16 @@ async def micro_store(opts: argparse.Namespace, auth: AuthServer, kids: dict[str
 
 # -- 2. the whole ASGI app in-process ------------------------------------------------------------
 
+class NoRevocations:
+    """A revocation store that never finds anything and does no I/O: what the check itself costs in the app."""
+
+    async def is_revoked(self, keys: Any) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
 def asgi_call(app: Any, token: str) -> tuple[Callable[[], Awaitable[None]], Callable[[], int]]:
     """One ``tools/call`` through ``app`` as uvicorn would make it, and a count of non-200 answers."""
     body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
@@ -373,9 +387,16 @@ async def in_app(opts: argparse.Namespace, auth: AuthServer, kids: dict[str, str
         await gateway.start()
         authn = build_authenticator(loaded, gateway)
         app = build_app(gateway, authn, loaded.config)
+        # The same authenticator with the revocation check stubbed out, on the same gateway.
+        bare = build_app(gateway, Authenticator(api_keys=authn._api_keys, revocations=NoRevocations(),  # type: ignore[arg-type]
+                                                oauth=authn._oauth, jwt=authn._jwt), loaded.config)
+        rs256 = issue(auth, kids["RS256"])
         try:
-            cases = [("API key (cached)", asgi_call(app, key))]
-            cases += [(f"JWT {alg}, cached", asgi_call(app, issue(auth, kids[alg]))) for alg in ("RS256", "ES256")]
+            cases = [("API key (cached)", asgi_call(app, key)),
+                     ("API key, revocation check stubbed out", asgi_call(bare, key)),
+                     ("JWT RS256, cached", asgi_call(app, rs256)),
+                     ("JWT RS256, cached, revocation check stubbed out", asgi_call(bare, rs256)),
+                     ("JWT ES256, cached", asgi_call(app, issue(auth, kids["ES256"])))]
             for label, (call, failures) in cases:
                 await warm(call, opts.warmup, is_async=True)
                 if failures():
@@ -396,70 +417,101 @@ async def in_app(opts: argparse.Namespace, auth: AuthServer, kids: dict[str, str
                 await unseed_revocations(state, revocations_path, seeded)
 
 
-# -- 3. end to end: a gateway process ------------------------------------------------------------
+# -- 3. end to end: gateway processes ------------------------------------------------------------
 
-async def e2e_one(opts: argparse.Namespace, auth: AuthServer, kids: dict[str, str], tmp: Path, root: Path,
-                  key: str, key_hash: str, kind: str, state_label: str, state: str,
-                  upstream: dict[str, Any]) -> dict[str, Any]:
-    name = f"e2e-{kind}-{state_label.lower()}"
-    config = auth_config(tmp, name, upstream, root, key_hash, auth.issuer, state)
-    revocations_path = tmp / f"{name}-revocations.db"
-    seeded = await seed_revocations(state, revocations_path, opts.seed_revocations)
+def serve_without_revocations(config: str) -> None:
+    """``gatehold serve`` with the revocation store stubbed out (the child's entry for the "none" store)."""
+    from gatehold import cli, runtime
+
+    runtime.open_revocations = lambda state, path: NoRevocations()  # type: ignore[assignment,return-value]
+    cli.main(["serve", "--config", config, "--port", "0"], prog_name="gatehold")
+
+
+@dataclass
+class Case:
+    label: str
+    pid: int
+    client: RawHttpClient
+    cpu_ms: list[float] = field(default_factory=list)  # gateway process CPU per call, one entry per block
+    loop_ms: list[float] = field(default_factory=list)  # the same, the event loop's thread alone
+    latencies: list[float] = field(default_factory=list)
+
+
+async def e2e_group(opts: argparse.Namespace, auth: AuthServer, kids: dict[str, str], tmp: Path, root: Path,
+                    key: str, key_hash: str, kind: str, upstream: dict[str, Any],
+                    stores: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """One gateway process per store (``None``: stubbed out), each called with an API key and a cached JWT.
+
+    All cases run in the same blocks, in an order reversed every other block, so that drift in the
+    machine's speed falls on every case alike and the differences can be taken block by block.
+    """
     token = issue(auth, kids["RS256"])
-    try:
-        async with process(gateway_argv(config, "gateway"), "URL: ", tmp / f"{name}.stderr", cwd=str(tmp)) as (
-                gw, url):
-            # Room for a reconnection per block: uvicorn closes a connection idle for 5 s while the other block runs.
-            pool = opts.blocks + 4
-            clients = {"API key": RawHttpClient(url, "bench.read_file", ARGS, key=key, pool=pool),
-                       "JWT RS256, cached": RawHttpClient(url, "bench.read_file", ARGS, key=token, pool=pool)}
-            cpu: dict[str, list[float]] = {label: [] for label in clients}
-            latencies: dict[str, list[float]] = {label: [] for label in clients}
-            try:
-                for client in clients.values():
-                    await sequential(client.call, opts.warmup)
-                for n in range(opts.blocks):
-                    for label in (list(clients) if n % 2 == 0 else list(clients)[::-1]):
-                        before = cpu_seconds(gw.pid)
-                        latencies[label] += await sequential(clients[label].call, opts.calls)
-                        cpu[label].append((cpu_seconds(gw.pid) - before) * 1000 / opts.calls)
-            finally:
-                for client in clients.values():
-                    await client.aclose()
-    finally:
+    cases: list[Case] = []
+    seeded: list[tuple[str, Path, list[tuple[str, str]]]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for store_label, state in stores:
+            name = f"e2e-{kind.lower()}-{store_label.lower()}"
+            config = auth_config(tmp, name, upstream, root, key_hash, auth.issuer, state or "memory")
+            if state is None:
+                argv = [sys.executable, str(Path(__file__).resolve()), "--serve-without-revocations", str(config)]
+            else:
+                path = tmp / f"{name}-revocations.db"
+                seeded.append((state, path, await seed_revocations(state, path, opts.seed_revocations)))
+                argv = gateway_argv(config, "gateway")
+            gw, url = await stack.enter_async_context(process(argv, "URL: ", tmp / f"{name}.stderr", cwd=str(tmp)))
+            # Room for a reconnection per block: uvicorn closes a connection idle for 5 s.
+            for credential, secret in (("API key", key), ("JWT RS256, cached", token)):
+                client = RawHttpClient(url, "bench.read_file", ARGS, key=secret, pool=opts.blocks + 4)
+                stack.push_async_callback(client.aclose)
+                cases.append(Case(f"{store_label} / {credential}", gw.pid, client))
+        for case in cases:
+            await sequential(case.client.call, opts.warmup)
+        for block in range(opts.blocks):
+            for case in (cases if block % 2 == 0 else cases[::-1]):
+                before, loop_before = cpu_seconds(case.pid), thread_cpu_seconds(case.pid).get(case.pid, 0.0)
+                case.latencies += await sequential(case.client.call, opts.calls)
+                case.cpu_ms.append((cpu_seconds(case.pid) - before) * 1000 / opts.calls)
+                case.loop_ms.append((thread_cpu_seconds(case.pid).get(case.pid, 0.0) - loop_before) * 1000 / opts.calls)
+    for state, path, keys in seeded:
         if state != "memory":
-            await unseed_revocations(state, revocations_path, seeded)
-    out: dict[str, Any] = {"upstream": kind, "store": state_label, "calls_per_block": opts.calls,
-                           "blocks": opts.blocks, "by_credential": {}}
-    for label in clients:
-        ordered = sorted(latencies[label])
-        out["by_credential"][label] = {
-            "gateway_cpu_ms_per_call": statistics.fmean(cpu[label]), "blocks_ms": cpu[label],
+            await unseed_revocations(state, path, keys)
+    out: dict[str, Any] = {"upstream": kind, "calls_per_block": opts.calls, "blocks": opts.blocks, "cases": {},
+                           "differences": {}}
+    for case in cases:
+        ordered = sorted(case.latencies)
+        out["cases"][case.label] = {
+            "gateway_cpu_ms_per_call": statistics.fmean(case.cpu_ms), "blocks_ms": case.cpu_ms,
+            "event_loop_cpu_ms_per_call": statistics.fmean(case.loop_ms),
             "latency_p50_ms": statistics.median(ordered) * 1000,
             "latency_p99_ms": ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000}
-    jwt_label = "JWT RS256, cached"
-    diffs = [j - a for j, a in zip(cpu[jwt_label], cpu["API key"], strict=True)]
-    out["jwt_minus_apikey_ms"] = {"mean": statistics.fmean(diffs), "median": statistics.median(diffs),
-                                  "min": min(diffs), "max": max(diffs)}
+    by_label = {case.label: case for case in cases}
+    pairs = [(f"{s} / JWT RS256, cached", f"{s} / API key") for s, _ in stores]
+    baseline = next((s for s, state in stores if state is None), None)
+    if baseline is not None:
+        pairs += [(f"{s} / API key", f"{baseline} / API key") for s, state in stores if state is not None]
+    for a, b in pairs:
+        diffs = [x - y for x, y in zip(by_label[a].cpu_ms, by_label[b].cpu_ms, strict=True)]
+        half = 1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.inf
+        out["differences"][f"{a} minus {b}"] = {"mean": statistics.fmean(diffs), "ci95": half,
+                                                  "median": statistics.median(diffs), "min": min(diffs),
+                                                  "max": max(diffs)}
     return out
 
 
 async def e2e(opts: argparse.Namespace, auth: AuthServer, kids: dict[str, str], tmp: Path, root: Path,
               key: str, key_hash: str) -> list[dict[str, Any]]:
-    results = []
+    stores: list[tuple[str, str | None]] = [("SQLite", "memory")]
+    if opts.redis and await redis_reachable(opts.redis) is None:
+        stores.append(("Redis", opts.redis))
+    stores.append(("no revocation check", None))
     stdio = {"command": [sys.executable, "-m", "gatehold.demo.server", "--root", str(root)], "cwd": str(root)}
-    redis_ok = bool(opts.redis) and await redis_reachable(opts.redis) is None
-    print("end to end: stdio upstream, SQLite store ...", file=sys.stderr, flush=True)
-    results.append(await e2e_one(opts, auth, kids, tmp, root, key, key_hash, "stdio", "SQLite", "memory", stdio))
-    if redis_ok:
-        print("end to end: stdio upstream, Redis store ...", file=sys.stderr, flush=True)
-        results.append(await e2e_one(opts, auth, kids, tmp, root, key, key_hash, "stdio", "Redis", opts.redis,
-                                     stdio))
-    print("end to end: Streamable HTTP upstream, SQLite store ...", file=sys.stderr, flush=True)
+    print(f"end to end: stdio upstream, {len(stores)} gateways ...", file=sys.stderr, flush=True)
+    results = [await e2e_group(opts, auth, kids, tmp, root, key, key_hash, "stdio", stdio, stores)]
+    print("end to end: Streamable HTTP upstream ...", file=sys.stderr, flush=True)
     upstream_argv = [sys.executable, str(BENCH / "http_upstream.py")]
     async with process(upstream_argv, "PORT: ", tmp / "http-upstream.stderr") as (_up, port):
-        results.append(await e2e_one(opts, auth, kids, tmp, root, key, key_hash, "HTTP", "SQLite", "memory",
-                                     {"url": f"http://127.0.0.1:{port}/mcp"}))
+        results.append(await e2e_group(opts, auth, kids, tmp, root, key, key_hash, "HTTP",
+                                       {"url": f"http://127.0.0.1:{port}/mcp"}, [("SQLite", "memory")]))
     return results
 
 
@@ -505,18 +557,18 @@ def micro_table(rows: Rows) -> str:
 
 def e2e_table(results: list[dict[str, Any]]) -> str:
     lines = ["", "### end to end: gateway process CPU per call (from /proc), 1 client, sequential", "",
-             "| upstream | revocation store | credential | gateway CPU ms/call | per block, ms | "
-             "latency p50 ms | p99 ms |", "|---|---|---|---:|---|---:|---:|"]
+             "| upstream | revocation store / credential | gateway CPU ms/call | of which the event loop | "
+             "per block, ms | latency p50 ms | p99 ms |", "|---|---|---:|---:|---|---:|---:|"]
     for result in results:
-        for label, got in result["by_credential"].items():
-            blocks = " / ".join(f"{b:.3f}" for b in got["blocks_ms"])
-            lines.append(f"| {result['upstream']} | {result['store']} | {label} | "
-                         f"{got['gateway_cpu_ms_per_call']:.3f} | {blocks} | {got['latency_p50_ms']:.2f} | "
+        for label, got in result["cases"].items():
+            blocks = " / ".join(f"{b:.2f}" for b in got["blocks_ms"])
+            lines.append(f"| {result['upstream']} | {label} | {got['gateway_cpu_ms_per_call']:.3f} | "
+                         f"{got['event_loop_cpu_ms_per_call']:.3f} | {blocks} | {got['latency_p50_ms']:.2f} | "
                          f"{got['latency_p99_ms']:.2f} |")
-        d = result["jwt_minus_apikey_ms"]
-        lines.append(f"| {result['upstream']} | {result['store']} | **JWT minus API key**, paired blocks | "
-                     f"**{d['median']:+.3f}** (median) | mean {d['mean']:+.3f}, {d['min']:+.3f} … {d['max']:+.3f} "
-                     "| | |")
+        for label, d in result["differences"].items():
+            lines.append(f"| {result['upstream']} | ↳ **{label}**, paired blocks | **{d['mean']:+.3f}** "
+                         f"± {d['ci95']:.3f} (95 %) | | median {d['median']:+.3f}, {d['min']:+.3f} … {d['max']:+.3f} "
+                         "| | |")
     return "\n".join(lines)
 
 
@@ -562,7 +614,11 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="'' to skip the Redis rows")
     parser.add_argument("--only", choices=["micro", "app", "e2e"], help="run one part only")
     parser.add_argument("--json", dest="json_out", help="also write the numbers to this file")
+    parser.add_argument("--serve-without-revocations", metavar="CONFIG", help=argparse.SUPPRESS)  # a child's entry
     opts = parser.parse_args()
+    if opts.serve_without_revocations:
+        serve_without_revocations(opts.serve_without_revocations)
+        return
     if min(opts.rounds, opts.cached_calls, opts.redis_calls, opts.cold_calls, opts.blocks, opts.app_calls, opts.calls,
            opts.warmup) < 1:
         parser.error("counts must be positive")

@@ -120,7 +120,7 @@ async def micro(calls: int, warmup: int) -> list[tuple[str, float]]:
     from gatehold.gateway import Exchange, Gateway
     from gatehold.policy.constraints import check_arguments
     from gatehold.policy.schema import SchemaCache
-    from gatehold.runtime import open_audit
+    from gatehold.runtime import build_authenticator, open_audit
 
     key, key_hash = new_api_key("bench")
     rows: list[tuple[str, float]] = []
@@ -133,7 +133,7 @@ async def micro(calls: int, warmup: int) -> list[tuple[str, float]]:
         gateway = Gateway(loaded, Auditor(open_audit(loaded)), {"bench": StubUpstream("bench")})  # type: ignore[dict-item]
         await gateway.start()
         auth = ApiKeyAuthenticator(loaded.config.auth.api_keys)
-        app = build_app(gateway, auth, loaded.config.gateway)
+        app = build_app(gateway, build_authenticator(loaded, gateway), loaded.config)
         endpoint = app.state.endpoint
         body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
             "name": "bench.read_file", "arguments": ARGS,
