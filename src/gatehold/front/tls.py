@@ -142,17 +142,19 @@ def tls_info(transport: Any) -> dict[str, Any] | None:
 
 
 class _TlsScope:
-    """Mixin: capture the connection's TLS facts once, add them to each request's scope."""
+    """Mixin (first in the bases): capture the connection's TLS facts once, add them to each request's scope."""
 
     app: Any
     _tls: dict[str, Any] | None
 
-    def _wrap_app(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._tls = None
         self._inner_app = self.app
         self.app = self._app_with_tls
 
-    def _capture(self, transport: Any) -> None:
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._tls = tls_info(transport)
 
     async def _app_with_tls(self, scope: Any, receive: Any, send: Any) -> None:
@@ -164,25 +166,9 @@ class _TlsScope:
 class TlsH11Protocol(_TlsScope, H11Protocol):
     """uvicorn's h11 protocol, with ``scope["extensions"]["tls"]`` on TLS connections."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._wrap_app()
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._capture(transport)
-
 
 class TlsHttpToolsProtocol(_TlsScope, HttpToolsProtocol):
     """uvicorn's httptools protocol (its default), with ``scope["extensions"]["tls"]`` on TLS connections."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._wrap_app()
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._capture(transport)
 
 
 def uvicorn_protocol_kwargs() -> dict[str, Any]:
