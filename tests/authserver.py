@@ -12,11 +12,9 @@ grants. Tests drive it directly (``issue``, ``opaque``, ``add_key``) and inspect
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -25,7 +23,6 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlencode
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from starlette.applications import Starlette
@@ -33,6 +30,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.serving import serve_asgi
 
 KeyKind = Literal["RS256", "ES256", "EdDSA", "PS256"]
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -470,31 +469,9 @@ class AuthServer:
 
 
 @asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app on 127.0.0.1:<free port> in this event loop; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    async with asyncio.timeout(WAIT):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        server.force_exit = True  # tests are done with it: skip the graceful wait for idle connections
-        await task
-        sock.close()
-
-
-@asynccontextmanager
 async def running_auth_server(*, path: str = "") -> AsyncIterator[AuthServer]:
     """An AuthServer listening on loopback; ``path`` (e.g. "/tenant") makes an issuer with a path."""
     auth = AuthServer(path=path.rstrip("/"))
-    async with serve(auth.app()) as base:
+    async with serve_asgi(auth.app(), lifespan="off", fast_exit=True) as base:
         auth.base = base
         yield auth

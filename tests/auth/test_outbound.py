@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from gatehold.auth.outbound import IdentityHttp
 from gatehold.errors import OutboundFailed
-from tests.authserver import serve
+from tests.serving import serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -95,7 +95,8 @@ def site_app(site: Site) -> Starlette:
 @pytest.fixture
 async def sites() -> AsyncIterator[tuple[Site, Site]]:
     first, second = Site(), Site()
-    async with serve(site_app(first)) as base_a, serve(site_app(second)) as base_b:
+    async with serve_asgi(site_app(first), lifespan="off", fast_exit=True) as base_a, \
+            serve_asgi(site_app(second), lifespan="off", fast_exit=True) as base_b:
         first.base, first.other = base_a, base_b
         second.base, second.other = base_b, base_a
         yield first, second
@@ -209,9 +210,7 @@ async def test_307_keeps_post_and_form(sites: tuple[Site, Site], http: IdentityH
 
 
 async def test_unreachable_server_fails() -> None:
-    from tests.authserver import serve as serve_again
-
-    async with serve_again(Starlette()) as base:
+    async with serve_asgi(Starlette(), lifespan="off", fast_exit=True) as base:
         dead = base
     client = IdentityHttp(timeout_seconds=2.0)
     try:

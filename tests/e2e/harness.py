@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -15,7 +14,6 @@ from typing import Any
 import httpx
 import httpx2
 import orjson
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -24,6 +22,7 @@ from gatehold.config import parse_config
 from gatehold.front.http import build_app
 from gatehold.gateway import Gateway
 from gatehold.runtime import build_authenticator, build_gateway
+from tests.serving import serve_asgi
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 20.0
@@ -36,33 +35,6 @@ def key_pair(key_id: str) -> tuple[str, str]:
 
 def stdio_sdk_upstream(**extra: Any) -> dict[str, Any]:
     return {"command": [sys.executable, "-m", "tests.servers.sdk_server"], "cwd": str(REPO), **extra}
-
-
-def listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
-
-
-@asynccontextmanager
-async def serve_asgi(app: Any, *, lifespan: str = "on", sock: socket.socket | None = None,
-                     scheme: str = "http", **options: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app on 127.0.0.1:<free port> (or ``sock``); yields its base URL."""
-    sock = sock or listening_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False,
-                                           **options))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    async with asyncio.timeout(WAIT):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    try:
-        yield f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @asynccontextmanager

@@ -15,12 +15,12 @@ from tests.authserver import AuthServer, running_auth_server
 from tests.e2e.harness import (
     WAIT,
     Running,
-    listening_socket,
     modern_body,
     modern_headers,
     running_gateway,
     stdio_sdk_upstream,
 )
+from tests.serving import listening_socket
 
 SCOPES = {"tools:basic": ["sdk.echo"], "tools:math": ["sdk.add"], "tools:all": ["sdk.*"]}
 ROLES = {"agent": {"tools": {"sdk.echo": {}, "sdk.add": {}}}, "nobody": {"tools": {}}}

@@ -23,7 +23,8 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from tests.authserver import TOKEN_EXCHANGE, AuthServer, running_auth_server
-from tests.e2e.harness import WAIT, Running, listening_socket, modern_body, modern_headers, running_gateway, serve_asgi
+from tests.e2e.harness import WAIT, Running, modern_body, modern_headers, running_gateway
+from tests.serving import listening_socket, serve_asgi
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -6,13 +6,11 @@ import asyncio
 import base64
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,6 +32,7 @@ from gatehold.upstream.credentials import (
 )
 from gatehold.upstream.http import HttpUpstreamClient
 from tests.servers.sdk_server import server as sdk_server
+from tests.serving import serve_asgi
 from tests.upstream.test_http import Events
 
 pytestmark = pytest.mark.anyio
@@ -43,26 +42,6 @@ CLIENT_ID = "gatehold-gw"
 CLIENT_SECRET = "client-secret:with/odd chars"
 UPSTREAM = "https://tools.example.test/mcp"
 CALLER_TOKEN = "caller-presented-token-abc123"
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app on 127.0.0.1:<free port>; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    async with asyncio.timeout(WAIT):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @dataclass
@@ -121,7 +100,7 @@ class Endpoint:
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Endpoint]:
     server = TokenServer()
-    async with serve(Starlette(routes=[Route("/token", server.token, methods=["POST"])])) as base:
+    async with serve_asgi(Starlette(routes=[Route("/token", server.token, methods=["POST"])])) as base:
         yield Endpoint(f"{base}/token", server)
 
 
@@ -467,7 +446,7 @@ class Upstream:
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
     up = Upstream(sdk_server.streamable_http_app())
-    async with serve(up) as base:
+    async with serve_asgi(up) as base:
         up.url = f"{base}/mcp"
         yield up
 
