@@ -114,6 +114,8 @@ async def call_safely(log: logging.Logger, handler: NotificationHandler | None, 
     try:
         await handler(method, params)
     except Exception:
+        # Not a control: a progress or list-changed relay that fails loses one notification, and
+        # a failed catalogue refresh already withdraws the upstream's entries (fail closed there).
         log.exception("notification handler failed for %s", method)
 
 
