@@ -185,6 +185,10 @@ class AuthSettings(Frozen):
     mtls: MtlsSettings | None = None
     revocations: str = Field("gatehold-revocations.db",
                              description="SQLite file of revoked credentials, used when state is memory")
+    revocation_check_ms: int = Field(
+        50, ge=0, le=1000,
+        description="how stale the revocation list may be: revocations made in another process or "
+                    "gateway take effect within this many milliseconds; 0 checks on every request")
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AuthSettings:

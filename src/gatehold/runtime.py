@@ -87,7 +87,8 @@ def build_authenticator(loaded: LoadedConfig, gateway: Gateway) -> Authenticator
     Its outbound fetches share the gateway's one identity client; its stores close with the gateway.
     """
     config = loaded.config
-    revocations = open_revocations(config.state, loaded.path(config.auth.revocations))
+    revocations = open_revocations(config.state, loaded.path(config.auth.revocations),
+                                   check_seconds=config.auth.revocation_check_ms / 1000)
     gateway.closers.append(revocations.aclose)
     oauth = config.auth.oauth
     jwt: JwtVerifier | None = None

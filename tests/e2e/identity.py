@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import orjson
 
+from gatehold.config import AuthSettings
 from tests.authserver import AuthServer, running_auth_server
 from tests.e2e.harness import (
     WAIT,
@@ -25,6 +27,13 @@ from tests.serving import listening_socket
 SCOPES = {"tools:basic": ["sdk.echo"], "tools:math": ["sdk.add"], "tools:all": ["sdk.*"]}
 ROLES = {"agent": {"tools": {"sdk.echo": {}, "sdk.add": {}}}, "nobody": {"tools": {}}}
 LIFETIME_CAP = 3600
+# How long a revocation made by another process may go unseen by a gateway on the defaults.
+REVOCATION_WINDOW = AuthSettings().revocation_check_ms / 1000
+
+
+async def after_revocation_window() -> None:
+    """Wait until a revocation change made elsewhere must be in force (``auth.revocation_check_ms``)."""
+    await anyio.sleep(REVOCATION_WINDOW + 0.01)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from gatehold.config import TlsSettings
 from gatehold.front.tls import ssl_options, uvicorn_protocol_kwargs
 from gatehold.state.revocations import Revocation, SqliteRevocations
 from tests.e2e.harness import WAIT, Running, modern_body, modern_headers, running_gateway, stdio_sdk_upstream
+from tests.e2e.identity import after_revocation_window
 from tests.front.test_tls import Pki, _name, build_pki, issue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -125,18 +126,20 @@ async def test_a_valid_but_unmapped_certificate_gets_401_and_is_audited(tls: Tls
     assert not [r for r in tls.gw.records() if r.get("tool") == "sdk.echo"]  # nothing reached the pipeline
 
 
-async def test_revoking_the_certificate_fingerprint_refuses_the_next_request(tls: Tls) -> None:
+async def test_revoking_the_certificate_fingerprint_refuses_requests_after_the_window(tls: Tls) -> None:
     assert (await tls.call("spiffe")).status_code == 200
     fingerprint = tls.fingerprint("spiffe")
     store = SqliteRevocations(tls.gw.tmp / "gatehold-revocations.db")
     try:
         await store.revoke(Revocation("cert", fingerprint, "key compromised", 0.0, "test"))
+        await after_revocation_window()  # the store above is another process's view of the file
         response = await tls.call("spiffe")
         assert response.status_code == 401, response.text
         assert response.json()["error"] == "auth.revoked"
         assert tls.last()["code"] == "auth.revoked"
         assert fingerprint in tls.last()["reason"]  # a refused request has no caller; the reason names it
         assert await store.restore("cert", fingerprint)
+        await after_revocation_window()
     finally:
         await store.aclose()
     assert (await tls.call("spiffe", "back")).json()["result"]["content"][0]["text"] == "back"

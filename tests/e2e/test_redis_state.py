@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests.e2e.harness import REPO
-from tests.e2e.identity import ROLES, identity_gateway
+from tests.e2e.identity import ROLES, after_revocation_window, identity_gateway
 from tests.state.conftest import redis_url  # noqa: F401  (the live-Redis fixture: skip, or fail if required)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -57,6 +57,13 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, cwd=REPO, timeout=60)
 
 
+async def change(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Revoke or restore through the CLI, then wait until the running gateway must see it."""
+    done = cli(config, *args)
+    await after_revocation_window()
+    return done
+
+
 async def test_a_revocation_from_the_cli_reaches_the_running_gateway_through_redis(tmp_path: Path,
                                                                                   redis14: str) -> None:
     async with identity_gateway(tmp_path, roles=GATEWAY_ROLES, sections={"state": redis14}) as s:
@@ -67,7 +74,7 @@ async def test_a_revocation_from_the_cli_reaches_the_running_gateway_through_red
 
         config = tmp_path / "revoke.yaml"
         config.write_text(f"state: {redis14}\n")
-        done = cli(config, "apikey", "alice", "--reason", "left the team")
+        done = await change(config, "apikey", "alice", "--reason", "left the team")
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "revoked: apikey alice"
         assert keys_in(redis14) == [f"{PREFIX}apikey:alice"]  # in Redis, not in a SQLite file
@@ -88,7 +95,7 @@ async def test_a_revocation_from_the_cli_reaches_the_running_gateway_through_red
         assert lines[0].startswith("apikey alice since ")
         assert lines[0].endswith(" left the team")
 
-        undone = cli(config, "--undo", "apikey", "alice")
+        undone = await change(config, "--undo", "apikey", "alice")
         assert undone.returncode == 0, undone.stderr
         assert undone.stdout.strip() == "restored: apikey alice"
         assert (await s.call(alice)).status_code == 200
@@ -97,11 +104,11 @@ async def test_a_revocation_from_the_cli_reaches_the_running_gateway_through_red
 
         # The OAuth caller: its token's jti, revoked the same way, then its subject.
         jti = jwt.decode(token, options={"verify_signature": False})["jti"]
-        assert cli(config, "jti", jti).returncode == 0
+        assert (await change(config, "jti", jti)).returncode == 0
         assert (await s.call(token)).status_code == 401
         assert s.last_record()["code"] == "auth.revoked"
         assert (await s.call(s.token(sub="dana"))).status_code == 200  # a new token of the same subject
-        assert cli(config, "sub", "dana").returncode == 0
+        assert (await change(config, "sub", "dana")).returncode == 0
         assert (await s.call(s.token(sub="dana"))).status_code == 401  # now every token of the subject
         assert (await s.call(alice)).status_code == 200
         in_force = cli(config, "--list").stdout.splitlines()

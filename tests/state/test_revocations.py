@@ -24,7 +24,7 @@ from gatehold.state import (
 
 pytestmark = pytest.mark.anyio
 
-Factory = Callable[[], RevocationStore]
+Factory = Callable[..., RevocationStore]
 
 SUBPROCESS_CHANGE = """
 import asyncio, sys, time
@@ -87,9 +87,10 @@ async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     prefix = f"gatehold-test:{uuid.uuid4().hex}:"
     url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
 
-    def make() -> RevocationStore:
-        store: RevocationStore = (SqliteRevocations(tmp_path / "revocations.db") if request.param == "sqlite"
-                                  else RedisRevocations(url, prefix=prefix))
+    def make(check_seconds: float = 0.0) -> RevocationStore:
+        store: RevocationStore = (
+            SqliteRevocations(tmp_path / "revocations.db", check_seconds=check_seconds)
+            if request.param == "sqlite" else RedisRevocations(url, prefix=prefix, check_seconds=check_seconds))
         made.append(store)
         return store
 
@@ -176,6 +177,31 @@ async def test_a_second_instance_is_seen_on_the_very_next_check(stores: Factory)
     assert await gateway.is_revoked([("apikey", "ci-bot")]) == rev
     assert await cli.restore("apikey", "ci-bot") is True
     assert await gateway.is_revoked([("apikey", "ci-bot")]) is None
+
+
+async def test_within_the_window_another_instance_is_seen_late_but_its_own_change_at_once(
+        stores: Factory) -> None:
+    gateway, cli = stores(check_seconds=60.0), stores()
+    assert await gateway.is_revoked([("apikey", "ci-bot")]) is None
+    rev = revocation("apikey", "ci-bot")
+    await cli.revoke(rev)
+    # the documented staleness: another process's revocation waits for the window to pass
+    assert await gateway.is_revoked([("apikey", "ci-bot")]) is None
+    own = revocation("sub", "mallory")
+    await gateway.revoke(own)
+    assert await gateway.is_revoked([("sub", "mallory")]) == own
+    assert await gateway.is_revoked([("apikey", "ci-bot")]) == rev  # the re-read saw both
+    assert await gateway.restore("sub", "mallory") is True
+    assert await gateway.is_revoked([("sub", "mallory")]) is None
+
+
+async def test_after_the_window_another_instance_is_seen(stores: Factory) -> None:
+    gateway, cli = stores(check_seconds=0.2), stores()
+    assert await gateway.is_revoked([("client", "agent-app")]) is None
+    rev = revocation("client", "agent-app")
+    await cli.revoke(rev)
+    await anyio.sleep(0.25)
+    assert await gateway.is_revoked([("client", "agent-app")]) == rev
 
 
 @pytest.mark.parametrize(("kind", "value"), [("user", "x"), ("", "x"), ("sub", ""), ("SUB", "x")])

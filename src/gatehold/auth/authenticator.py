@@ -9,13 +9,15 @@ Which check runs follows from what was presented:
 
 A bearer credential, when presented, is what identifies the caller even over mTLS (the handshake
 already proved the certificate chains to the configured CA). Whatever the route, the caller is
-checked against the revocation list on every request, so a revocation takes effect on the next
-request. Any failure raises ``AuthenticationFailed`` (401) or ``AuthUnavailable`` (503).
+checked against the revocation list on every request (an answer at most
+``auth.revocation_check_ms`` old). Any failure raises ``AuthenticationFailed`` (401) or ``AuthUnavailable`` (503).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gatehold.auth.apikeys import PREFIX, ApiKeyAuthenticator
@@ -34,8 +36,13 @@ MAX_TOKEN_BYTES = 16 * 1024
 class Authenticator:
     def __init__(self, *, api_keys: ApiKeyAuthenticator, revocations: RevocationStore,
                  oauth: OAuthSettings | None = None, jwt: JwtVerifier | None = None,
-                 introspector: Introspector | None = None, certificates: CertificateAuthenticator | None = None):
+                 introspector: Introspector | None = None, certificates: CertificateAuthenticator | None = None,
+                 clock: Callable[[], float] = time.time):
         self._api_keys = api_keys
+        self._clock = clock
+        # Verified JWT -> its Caller, so a repeated token skips parsing and claim mapping too.
+        # Entries live no longer than the token: an expired one falls through to the verifier.
+        self._jwt_callers: OrderedDict[str, Caller] = OrderedDict()
         self._revocations = revocations
         self._oauth = oauth
         self._jwt = jwt
@@ -70,11 +77,35 @@ class Authenticator:
         if self._oauth is None:
             # Fail closed: without an issuer configured no token but an API key is accepted.
             raise AuthenticationFailed("not an API key, and OAuth is not configured", code="auth.invalid")
-        if self._jwt is not None and looks_like_jwt(token):
-            claims = await self._jwt.verify(token)
-            return caller_from_claims(claims, self._oauth, token=token, kind="jwt")
+        if self._jwt is not None:
+            cached = self._cached_jwt_caller(token, self._oauth)
+            if cached is not None:
+                return cached
+            if looks_like_jwt(token):
+                claims = await self._jwt.verify(token)
+                caller = caller_from_claims(claims, self._oauth, token=token, kind="jwt")
+                self._remember_jwt_caller(token, caller, self._oauth)
+                return caller
         if self._introspector is not None:
             claims = await self._introspector.introspect(token)
             return caller_from_claims(claims, self._oauth, token=token, kind="introspection")
         raise AuthenticationFailed("token is not a JWT and no introspection endpoint is configured",
                                    code="auth.invalid")
+
+    def _cached_jwt_caller(self, token: str, oauth: OAuthSettings) -> Caller | None:
+        caller = self._jwt_callers.get(token)
+        if caller is None:
+            return None
+        if caller.expires_at is None or self._clock() > caller.expires_at + oauth.leeway_seconds:
+            # expired: forget it and let the verifier refuse the token with its own reason
+            del self._jwt_callers[token]
+            return None
+        self._jwt_callers.move_to_end(token)
+        return caller
+
+    def _remember_jwt_caller(self, token: str, caller: Caller, oauth: OAuthSettings) -> None:
+        if caller.expires_at is None:
+            return  # never cache what cannot expire (the verifier requires exp, so this is a guard)
+        self._jwt_callers[token] = caller
+        if len(self._jwt_callers) > oauth.token_cache_size:
+            self._jwt_callers.popitem(last=False)

@@ -6,9 +6,16 @@ A revocation names one credential attribute, a ``(kind, value)`` pair matched ex
 * ``SqliteRevocations``, the embedded default: a WAL-mode SQLite file, so the CLI in another
   process reaches the running gateway and revocations survive restarts. The gateway keeps the
   list in a dictionary and reloads it only when ``PRAGMA data_version`` says another connection
-  committed, so a check costs one cheap pragma plus dictionary lookups.
+  committed.
 * ``RedisRevocations``, for shared state: one key per revocation holding its JSON, with a Redis
   TTL for ``expires_at``. A check is one MGET round trip.
+
+Both take ``check_seconds``: how stale an answer may be. With 0 every check reads the store; with
+a window, the SQLite pragma runs at most once per window and a Redis answer for the same keys is
+reused within it, so a revocation made by another process or gateway takes effect within the
+window. A revocation made through the store object itself takes effect at once. The window is
+what keeps the check off the hot path: a pragma or a round trip per request cost more than the
+rest of authentication together (see BENCHMARKS.md).
 
 Revoking again never shortens a revocation: a revocation that already lasts at least as long
 is kept as it is, so a mistyped expiry cannot quietly lift one. ``restore`` lifts it.
@@ -44,6 +51,7 @@ _CREDENTIAL_KINDS = ("apikey", "cert")  # credential_id "<kind>:<id>" prefixes t
 _READ_BUSY_SECONDS = 0.25  # the reader runs on the event loop: never wait long on a lock
 _WRITE_BUSY_SECONDS = 5.0  # writers run in a worker thread
 _REDIS_TIMEOUT_SECONDS = 1.0
+_ANSWER_CACHE_SIZE = 10_000  # distinct callers whose Redis answers are remembered within the window
 
 T = TypeVar("T")
 
@@ -160,8 +168,10 @@ class SqliteRevocations:
     thread, which is also what makes the reader's ``data_version`` move after them.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, check_seconds: float = 0.0):
         self.path = Path(path)
+        self._check_seconds = check_seconds
+        self._checked_at = -math.inf  # monotonic time of the last data_version read
         self._reader: sqlite3.Connection | None = None
         self._version: int | None = None
         self._cache: dict[tuple[str, str], Revocation] = {}
@@ -181,6 +191,9 @@ class SqliteRevocations:
 
     def _current(self) -> dict[tuple[str, str], Revocation]:
         """The cached list, reloaded first if another connection committed since the last load."""
+        checked = time.monotonic()
+        if self._reader is not None and checked - self._checked_at < self._check_seconds:
+            return self._cache
         try:
             if self._reader is None:
                 self._reader = self._connect(_READ_BUSY_SECONDS)
@@ -190,6 +203,7 @@ class SqliteRevocations:
                 rows = self._reader.execute(_SELECT).fetchall()
                 self._cache = {(r.kind, r.value): r for r in (_decode(*row) for row in rows)}
                 self._version = version
+            self._checked_at = checked
         except (sqlite3.Error, OSError) as exc:
             self._drop_reader()
             # fail closed: an unreadable list refuses every request until it reads again
@@ -204,6 +218,7 @@ class SqliteRevocations:
             with contextlib.suppress(sqlite3.Error):
                 self._reader.close()
         self._reader, self._version, self._cache = None, None, {}
+        self._checked_at = -math.inf
 
     def _write(self, change: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -237,7 +252,10 @@ class SqliteRevocations:
         _check_new(revocation)
         row = (revocation.kind, revocation.value, revocation.reason, revocation.created_at,
                revocation.created_by, revocation.expires_at)
-        await asyncio.to_thread(self._write, lambda conn: conn.execute(_UPSERT, row))
+        try:
+            await asyncio.to_thread(self._write, lambda conn: conn.execute(_UPSERT, row))
+        finally:
+            self._checked_at = -math.inf  # this process's own change shows on the next check
 
     async def restore(self, kind: str, value: str) -> bool:
         _check_key(kind, value)
@@ -245,7 +263,10 @@ class SqliteRevocations:
         def delete(conn: sqlite3.Connection) -> int:
             return conn.execute(_DELETE, (kind, value)).rowcount
 
-        return await asyncio.to_thread(self._write, delete) > 0
+        try:
+            return await asyncio.to_thread(self._write, delete) > 0
+        finally:
+            self._checked_at = -math.inf
 
     async def list(self) -> list[Revocation]:
         now = time.time()
@@ -287,8 +308,11 @@ class RedisRevocations:
     and, failing, refuses.
     """
 
-    def __init__(self, url: str, *, prefix: str = "gatehold:revoked:"):
+    def __init__(self, url: str, *, prefix: str = "gatehold:revoked:", check_seconds: float = 0.0):
         self.prefix = prefix
+        self._check_seconds = check_seconds
+        # keys -> (monotonic time read, answer); answers, revoked or not, reused within the window
+        self._answers: dict[tuple[tuple[str, str], ...], tuple[float, Revocation | None]] = {}
         self._client = aioredis.Redis.from_url(
             url,
             socket_timeout=_REDIS_TIMEOUT_SECONDS,
@@ -310,6 +334,20 @@ class RedisRevocations:
     async def is_revoked(self, keys: Sequence[tuple[str, str]]) -> Revocation | None:
         if not keys:
             return None
+        wanted = tuple(keys)
+        checked = time.monotonic()
+        answer = self._answers.get(wanted)
+        fresh = answer is not None and checked - answer[0] < self._check_seconds
+        if answer is not None and fresh and (answer[1] is None or answer[1].live(time.time())):
+            return answer[1]
+        revocation = await self._read(wanted)
+        if self._check_seconds > 0:
+            if len(self._answers) >= _ANSWER_CACHE_SIZE:
+                self._answers.clear()  # bounded; a cleared cache only costs round trips
+            self._answers[wanted] = (checked, revocation)
+        return revocation
+
+    async def _read(self, keys: Sequence[tuple[str, str]]) -> Revocation | None:
         try:
             found = await self._open().mget([self._key(kind, value) for kind, value in keys])
         except _REDIS_ERRORS as exc:
@@ -343,6 +381,7 @@ class RedisRevocations:
             "expires_at": revocation.expires_at,
         })
         expires = "" if revocation.expires_at is None else str(math.ceil(revocation.expires_at * 1000))
+        self._answers.clear()  # this process's own change shows on the next check
         try:
             self._open()
             await self._revoke_script(keys=[self._key(revocation.kind, revocation.value)], args=[data, expires])
@@ -352,6 +391,7 @@ class RedisRevocations:
 
     async def restore(self, kind: str, value: str) -> bool:
         _check_key(kind, value)
+        self._answers.clear()
         try:
             removed = await self._open().delete(self._key(kind, value))
         except _REDIS_ERRORS as exc:
@@ -382,10 +422,10 @@ class RedisRevocations:
         await self._client.aclose()
 
 
-def open_revocations(state: str, sqlite_path: Path) -> RevocationStore:
+def open_revocations(state: str, sqlite_path: Path, *, check_seconds: float = 0.0) -> RevocationStore:
     """The revocation store for the configured ``state``: SQLite at ``sqlite_path`` for memory."""
     if state == "memory":
-        return SqliteRevocations(sqlite_path)
+        return SqliteRevocations(sqlite_path, check_seconds=check_seconds)
     if state.startswith(("redis://", "rediss://")):
-        return RedisRevocations(state)
+        return RedisRevocations(state, check_seconds=check_seconds)
     raise ValueError(f"unknown state backend {state!r}; expected memory or a redis:// URL")
