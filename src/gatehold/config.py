@@ -328,11 +328,40 @@ class ArgConstraint(Frozen):
         return value
 
 
+class ApprovalMatch(Frozen):
+    """An argument pattern that makes a call need approval: any one condition that holds is enough."""
+
+    pattern: str | None = Field(None, description="regular expression found anywhere in the string value")
+    equals: tuple[Any, ...] | None = Field(None, description="values that need approval")
+    min: float | None = Field(None, description="numbers at or above this need approval")
+    max: float | None = Field(None, description="numbers at or below this need approval")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> ApprovalMatch:
+        if all(x is None for x in (self.pattern, self.equals, self.min, self.max)):
+            raise ValueError("give at least one of pattern, equals, min, max")
+        return self
+
+
 class ToolGrant(Frozen):
     args: dict[str, ArgConstraint] = Field(default_factory=dict)
     strict: bool = Field(True, description="reject arguments the input schema does not declare")
     max_result_bytes: int | None = Field(None, gt=0)
     on_oversize: Literal["truncate", "deny"] | None = None
+    approval: Literal["required", "none"] = Field(
+        "none", description="required: every call waits for a human approver")
+    approval_when: dict[str, ApprovalMatch] = Field(
+        default_factory=dict, description="argument name -> pattern; a call whose argument matches needs approval")
 
 
 class Role(Frozen):
@@ -341,6 +370,44 @@ class Role(Frozen):
     )
     prompts: tuple[str, ...] = Field((), description="exposed prompt names or globs")
     resources: tuple[str, ...] = Field((), description="'<upstream>.<uri>' globs")
+
+
+class Operator(Frozen):
+    """A human who approves calls or throws the kill switch: the approval page, the admin API, the CLI.
+
+    Operator keys are a separate table from ``auth.api_keys``: an agent's key never opens the page.
+    """
+
+    id: str = Field(pattern=NAME.pattern, description="key id, written to the audit log")
+    hash: str = Field(pattern=r"^scrypt\$", description="scrypt hash from `gatehold key new`")
+    principal: str = Field(min_length=1, description="who this is; an approver never approves their own call")
+    can: tuple[Literal["approve", "kill"], ...] = Field(min_length=1)
+
+
+class WebhookSettings(Frozen):
+    url: str = Field(pattern=HTTP_URL, description="receives a POST for every new approval request")
+    secret: str = Field(description="name in secrets: the HMAC-SHA256 key that signs each delivery")
+    format: Literal["gatehold", "slack"] = Field("gatehold", description="slack: Slack-compatible {text, blocks}")
+    retries: int = Field(3, ge=0, le=10)
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+
+class ApprovalSettings(Frozen):
+    destructive: Literal["required", "none"] = Field(
+        "none", description="required: tools annotated destructiveHint: true need approval (annotations only "
+                            "ever add approval)")
+    expiry_seconds: float = Field(900.0, gt=0, le=86_400, description="how long a request waits for a human")
+    hold_seconds: float = Field(
+        120.0, gt=0, le=3600,
+        description="how long a call from a client without URL elicitation is held open waiting")
+    retry_wait_seconds: float = Field(
+        20.0, ge=0, le=120, description="2026 clients: how long a retry waits for the decision before asking again")
+    public_url: str | None = Field(
+        None, pattern=HTTP_URL, description="base URL of this gateway for approval links; default from listen")
+    webhook: WebhookSettings | None = None
+    state_key: str | None = Field(
+        None, description="name in secrets: the key that seals requestState (32+ bytes); default: random per "
+                          "process")
 
 
 class Config(Frozen):
@@ -354,6 +421,8 @@ class Config(Frozen):
     roles: dict[str, Role] = Field(default_factory=dict)
     scopes: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="OAuth scope -> exposed tool names or globs it grants")
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    operators: tuple[Operator, ...] = Field((), description="approvers and kill-switch operators")
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -386,9 +455,24 @@ class Config(Frozen):
                     for ref in sorted(up.credential.secret_names())
                     if ref not in self.secrets
                 ]
+        problems += self._approval_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _approval_problems(self) -> list[str]:
+        problems: list[str] = []
+        ids = [op.id for op in self.operators]
+        problems += [f"operators: id {i!r} is repeated" for i in sorted({i for i in ids if ids.count(i) > 1})]
+        clash = sorted(set(ids) & {key.id for key in self.auth.api_keys})
+        problems += [f"operators.{i}: id is also an agent API key id; use distinct ids" for i in clash]
+        hook = self.approvals.webhook
+        if hook is not None and hook.secret not in self.secrets:
+            problems.append(f"approvals.webhook.secret: secret {hook.secret!r} is not defined in secrets")
+        key = self.approvals.state_key
+        if key is not None and key not in self.secrets:
+            problems.append(f"approvals.state_key: secret {key!r} is not defined in secrets")
+        return problems
 
     def _identity_problems(self) -> list[str]:
         problems: list[str] = []

@@ -30,7 +30,13 @@ record and the log, never to the client.
     │   ├── ArgumentsInvalid           args.schema           -32602
     │   ├── ConstraintViolated         args.constraint       -32011
     │   ├── OutputRejected             output.too_large      -32012
-    │   └── AuditUnavailable           audit.unavailable     -32013
+    │   ├── AuditUnavailable           audit.unavailable     -32013
+    │   ├── ApprovalRejected           approval.*            -32015
+    │   │   ├── ApprovalDenied         approval.denied       -32015
+    │   │   └── ApprovalPending        approval.pending      -32015
+    │   └── CallKilled                 kill.active           -32016
+    ├── RequestStateInvalid            protocol.request_state -32602    400
+    ├── InputRequired                  approval.input_required (a result, not an error, on the wire)
     ├── UpstreamFailed                 upstream.*            -32014     200
     ├── UpstreamRpcError               upstream.error        (theirs)   200
     └── InternalFailure                internal.error        -32603     200
@@ -54,6 +60,8 @@ CONSTRAINT_VIOLATED = -32011
 OUTPUT_REJECTED = -32012
 AUDIT_UNAVAILABLE = -32013
 UPSTREAM_FAILED = -32014
+APPROVAL_REJECTED = -32015
+KILLED = -32016
 
 
 class GateholdError(Exception):
@@ -256,6 +264,65 @@ class AuditUnavailable(Denied):
     code = "audit.unavailable"
     rpc_code = AUDIT_UNAVAILABLE
     default_public = "audit log unavailable; calls are refused"
+
+
+class ApprovalRejected(Denied):
+    """An approval could not be created, decided or used; ``code`` says why (approval.self, .mismatch, ...)."""
+
+    code = "approval.rejected"
+    rpc_code = APPROVAL_REJECTED
+    default_public = "approval not valid for this call"
+
+    def __init__(self, detail: str, *, code: str = "approval.rejected", rule_id: str = "approval",
+                 public: str | None = None, data: dict[str, Any] | None = None):
+        super().__init__(detail, rule_id=rule_id, public=public, data=data)
+        self.code = code  # type: ignore[misc]
+
+
+class ApprovalDenied(ApprovalRejected):
+    """A human denied the call, or it was denied for them (kill switch)."""
+
+    default_public = "a human approver denied this call"
+
+    def __init__(self, detail: str, *, approval_id: str, rule_id: str = "approval"):
+        super().__init__(detail, code="approval.denied", rule_id=rule_id,
+                         data={"approvalId": approval_id})
+
+
+class ApprovalPending(ApprovalRejected):
+    """No decision within the wait; the public message names the request and the page to visit."""
+
+    def __init__(self, detail: str, *, approval_id: str, url: str, state: str = "pending",
+                 rule_id: str = "approval"):
+        public = (f"this call needs a human approval that was not given in time (approval {approval_id}, "
+                  f"{state}); an approver can decide at {url}, then retry the call")
+        super().__init__(detail, code=f"approval.{state}", rule_id=rule_id, public=public,
+                         data={"approvalId": approval_id, "approvalUrl": url})
+
+
+class CallKilled(Denied):
+    code = "kill.active"
+    rpc_code = KILLED
+    default_public = "stopped by the kill switch"
+
+
+class RequestStateInvalid(ProtocolError):
+    """A 2026-07-28 ``requestState`` that is forged, altered, replayed, expired or someone else's."""
+
+    code = "protocol.request_state"
+    rpc_code = INVALID_PARAMS
+    default_public = "Invalid or expired requestState"
+
+
+class InputRequired(GateholdError):
+    """Not a failure: the call waits for a human, and a 2026-07-28 client gets ``result`` to retry with."""
+
+    code = "approval.input_required"
+    default_public = "input required"
+
+    def __init__(self, detail: str, *, result: dict[str, Any]):
+        super().__init__(detail)
+        self.result = result
 
 
 class UpstreamFailed(GateholdError):

@@ -35,9 +35,9 @@ SECRET_KEY_PARTS = (
 )
 
 Kind = Literal["request", "decision", "lifecycle"]
-Decision = Literal["allow", "deny", "error", "info"]
+Decision = Literal["allow", "ask", "deny", "error", "info"]
 _KINDS = frozenset(("request", "decision", "lifecycle"))
-_DECISIONS = frozenset(("allow", "deny", "error", "info"))
+_DECISIONS = frozenset(("allow", "ask", "deny", "error", "info"))
 
 
 def utc_now() -> str:
