@@ -28,6 +28,10 @@ class Auditor:
             values += (caller.token,)  # a caller's own bearer token never enters the trail either
         return values
 
+    def redacted(self, arguments: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
+        """``arguments`` with every secret the gateway knows replaced, as the audit would show them."""
+        return redact_arguments(arguments, self._known(caller))  # type: ignore[no-any-return]
+
     def ensure_healthy(self) -> None:
         if not self.log.healthy:
             # Fail closed: with the audit trail broken, no call may proceed unrecorded.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Kind = Literal["tool", "prompt", "resource", "completion"]
 
@@ -41,6 +42,20 @@ class Target:
     schema: dict[str, Any] | None = None  # inputSchema of a tool, as listed by the upstream
 
 
+class ApprovalChannel(Protocol):
+    """How one call's client learns that a human must decide, and how the call waits (per era)."""
+
+    async def wait(self, approval_id: str, url: str, message: str, *, retry: bool) -> None:
+        """Return once the approval may have been decided; or raise ``InputRequired`` (2026 clients)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalContext:
+    channel: ApprovalChannel
+    ticket: str | None = None  # approval id from a verified requestState (a 2026 client's retry)
+    declined: bool = False  # the client answered the approval elicitation with decline or cancel
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """One request on its way through the pipeline. Immutable: stages return decisions, not edits."""
@@ -51,3 +66,9 @@ class ToolCall:
     arguments: dict[str, Any]
     correlation_id: str
     params: dict[str, Any] = field(default_factory=dict)  # the original params, forwarded after checks
+    approval: ApprovalContext | None = field(default=None, compare=False)  # None: nobody can be asked
+
+
+def new_correlation_id() -> str:
+    """A short random id joining every record of one request."""
+    return uuid.uuid4().hex[:16]

@@ -10,18 +10,23 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from gatehold import __version__
+from gatehold.approval.channels import ELICITATION_KEY, HoldOpen, InputRequiredChannel, UrlElicitation
+from gatehold.approval.seal import StateSealer
+from gatehold.approval.service import Approvals
+from gatehold.approval.store import ApprovalStore, call_digest
 from gatehold.auditor import Auditor
 from gatehold.auth.outbound import IdentityHttp
-from gatehold.call import Caller, Kind, Target, ToolCall
+from gatehold.call import ApprovalContext, Caller, Kind, Target, ToolCall
+from gatehold.call import new_correlation_id as new_correlation_id  # re-exported for the fronts
 from gatehold.catalog import LIST_METHODS, Catalog, Entry, UpstreamListing
 from gatehold.config import LoadedConfig
 from gatehold.errors import (
+    CallKilled,
     GateholdError,
     InternalFailure,
     InvalidParams,
@@ -30,12 +35,16 @@ from gatehold.errors import (
     UpstreamFailed,
     UpstreamRpcError,
 )
+from gatehold.killswitch import KillSwitch
 from gatehold.pipeline import Pipeline
+from gatehold.pipeline.approve import Approve
 from gatehold.pipeline.authorise import Authorise
+from gatehold.pipeline.kill import KillCheck
 from gatehold.pipeline.output_bounds import OutputBounds
 from gatehold.pipeline.validate import Validate
 from gatehold.policy.grants import Grants
 from gatehold.policy.schema import SchemaCache
+from gatehold.state.revocations import RevocationStore, open_revocations
 from gatehold.upstream.base import ServerRequestHandler, UpstreamClient
 
 log = logging.getLogger("gatehold.gateway")
@@ -58,10 +67,7 @@ class Exchange:
     modern: bool
     emit: Emit | None = None  # push a notification on this request's response stream
     client_request: ServerRequestHandler | None = None  # relay a server->client request
-
-
-def new_correlation_id() -> str:
-    return uuid.uuid4().hex[:16]
+    url_elicitation: bool = False  # the client declared URL-mode elicitation (2025-11-25)
 
 
 def _drop_envelope(message: dict[str, Any]) -> dict[str, Any]:
@@ -76,9 +82,17 @@ def _drop_envelope(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
+_GATEWAY_ROUND_TRIP_KEYS = ("requestState", "inputResponses")
+
+
 def upstream_params(params: dict[str, Any], **replace: Any) -> dict[str, Any]:
-    """The client's params for the upstream: names mapped back, the client's protocol envelope dropped."""
-    return _drop_envelope({**params, **replace})
+    """The client's params for the upstream: names mapped back, the client's protocol envelope dropped.
+
+    A 2026 client's ``requestState``/``inputResponses`` answer the gateway's own approval round trip
+    and are never passed on (upstream round trips are not relayed; see ``plain_result``).
+    """
+    kept = {k: v for k, v in params.items() if k not in _GATEWAY_ROUND_TRIP_KEYS}
+    return _drop_envelope({**kept, **replace})
 
 
 def plain_result(result: dict[str, Any]) -> dict[str, Any]:
@@ -89,20 +103,38 @@ def plain_result(result: dict[str, Any]) -> dict[str, Any]:
     return _drop_envelope({k: v for k, v in result.items() if k not in _MODERN_RESULT_KEYS})
 
 
+def default_base_url(config: Any) -> str:
+    """The gateway's own URL from its listen address, for approval links when no public_url is set."""
+    scheme = "https" if config.gateway.tls is not None else "http"
+    host = config.gateway.host
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{config.gateway.port}"
+
+
 class Gateway:
     def __init__(self, loaded: LoadedConfig, auditor: Auditor, clients: dict[str, UpstreamClient],
-                 identity_http: IdentityHttp | None = None):
+                 identity_http: IdentityHttp | None = None, *, revocations: RevocationStore | None = None,
+                 state_key: bytes | None = None):
         self.loaded = loaded
-        self.config = loaded.config
+        self.config = config = loaded.config
         self.auditor = auditor
         self.clients = clients
-        self.catalog = Catalog({n: loaded.config.prefix_of(n) for n in clients},
-                               loaded.config.gateway.namespace_separator)
-        oauth = loaded.config.auth.oauth
-        self.grants = Grants(loaded.config.roles, loaded.config.scopes, oauth.scope_mode if oauth else "roles")
+        self.catalog = Catalog({n: config.prefix_of(n) for n in clients}, config.gateway.namespace_separator)
+        oauth = config.auth.oauth
+        self.grants = Grants(config.roles, config.scopes, oauth.scope_mode if oauth else "roles")
+        # The revocation list: credentials (HTTP front) and kill-switch targets (every front).
+        self.revocations = revocations or open_revocations(
+            config.state, loaded.path(config.auth.revocations),
+            check_seconds=config.auth.revocation_check_ms / 1000)
+        self.approvals = Approvals(ApprovalStore(expiry_seconds=config.approvals.expiry_seconds), auditor,
+                                   base_url=config.approvals.public_url or default_base_url(config))
+        self.sealer = StateSealer(state_key)
+        self.kills = KillSwitch(self.revocations, auditor, self.approvals.store)
         self.pipeline = Pipeline(
-            [Authorise(self.grants), Validate(self.grants, SchemaCache()),
-             OutputBounds(self.grants, loaded.config.gateway)],
+            [KillCheck(self.kills), Authorise(self.grants), Validate(self.grants, SchemaCache()),
+             Approve(self.grants, config.approvals, self.approvals, policy_version=loaded.policy_version,
+                     annotations=self._annotations, redact=auditor.redacted),
+             OutputBounds(self.grants, config.gateway)],
             auditor,
         )
         self.list_changed_listeners: list[Callable[[str], Awaitable[None]]] = []
@@ -111,10 +143,17 @@ class Gateway:
         # The one client for JWKS, metadata, introspection and token endpoints.
         self.identity_http = identity_http or IdentityHttp()
         self.closers.append(self.identity_http.aclose)
+        self.closers.append(self.revocations.aclose)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def _annotations(self, exposed: str) -> dict[str, Any] | None:
+        entry = self.catalog.tools.get(exposed)
+        found = entry.definition.get("annotations") if entry is not None else None
+        return found if isinstance(found, dict) else None
+
     async def start(self) -> None:
+        self.in_background(self.kills.watch())
         results = await asyncio.gather(*(self._start_one(n) for n in self.clients), return_exceptions=True)
         for name, outcome in zip(self.clients, results, strict=True):
             if isinstance(outcome, BaseException):
@@ -288,7 +327,34 @@ class Gateway:
         found: Entry | None = table.get(name)
         kind: Kind = "tool" if method == "tools/call" else "prompt"
         target = found.target if found else Target(kind, name, "", name)
-        return ToolCall(ex.caller, method, target, args, ex.correlation_id, params)
+        try:
+            approval = self._approval_context(target, args, params, ex)
+        except GateholdError as exc:
+            self.auditor.request(correlation_id=ex.correlation_id, caller=ex.caller, method=method,
+                                 decision="deny", reason=exc.detail, code=exc.code, server=target.upstream or None,
+                                 tool=name)
+            raise
+        return ToolCall(ex.caller, method, target, args, ex.correlation_id, params, approval)
+
+    def _approval_context(self, target: Target, args: dict[str, Any], params: dict[str, Any],
+                          ex: Exchange) -> ApprovalContext:
+        """How this call's client can be told to wait for a human, and any approval its retry carries."""
+        store, settings = self.approvals.store, self.config.approvals
+        if not ex.modern:
+            if ex.url_elicitation and ex.client_request is not None:
+                return ApprovalContext(UrlElicitation(store, ex.client_request, ex.emit))
+            return ApprovalContext(HoldOpen(store, settings.hold_seconds))
+        digest = call_digest(target.upstream, target.exposed, args)
+        channel = InputRequiredChannel(store, self.sealer, principal=ex.caller.principal, digest=digest,
+                                       retry_wait_seconds=settings.retry_wait_seconds)
+        if "requestState" not in params:
+            return ApprovalContext(channel)
+        # Forged, altered, replayed, expired or foreign states raise RequestStateInvalid (audited).
+        sealed = self.sealer.open(params["requestState"], principal=ex.caller.principal, digest=digest)
+        responses = params.get("inputResponses")
+        answer = responses.get(ELICITATION_KEY) if isinstance(responses, dict) else None
+        action = answer.get("action") if isinstance(answer, dict) else None
+        return ApprovalContext(channel, ticket=sealed.approval_id, declined=action in ("decline", "cancel"))
 
     async def _forward(self, call: ToolCall, ex: Exchange) -> dict[str, Any]:
         target = call.target
@@ -304,9 +370,20 @@ class Gateway:
             if ex.emit is not None:
                 await ex.emit({"jsonrpc": "2.0", "method": method, "params": note or {}})
 
-        reply = await client.request(call.method, params, timeout=timeout,
-                                     on_server_request=ex.client_request, on_notification=relay,
-                                     caller=call.caller)
+        request = asyncio.ensure_future(client.request(call.method, params, timeout=timeout,
+                                                       on_server_request=ex.client_request,
+                                                       on_notification=relay, caller=call.caller))
+        with self.kills.tracking(request, call) as tracked:
+            try:
+                reply = await request
+            except asyncio.CancelledError:
+                if tracked.killed_by is None:
+                    raise  # the client went away or cancelled
+                # The kill switch cancelled the upstream request (which told the upstream); the
+                # client gets a clear error instead of a silent cancellation.
+                hit = tracked.killed_by
+                raise CallKilled(f"in-flight call stopped: {hit.kind} {hit.value} killed ({hit.reason})",
+                                 rule_id=f"kill.{hit.kind}") from None
         if "error" in reply:
             raise UpstreamRpcError(reply["error"] if isinstance(reply["error"], dict) else {})
         result = reply.get("result")

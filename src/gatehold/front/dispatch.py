@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gatehold.errors import GateholdError, HeaderMismatch, InternalFailure, InvalidParams, UnsupportedVersion
+from gatehold.errors import (
+    GateholdError,
+    HeaderMismatch,
+    InputRequired,
+    InternalFailure,
+    InvalidParams,
+    UnsupportedVersion,
+)
 from gatehold.front.jsonrpc import Request, error_for, result_message
 from gatehold.gateway import MODERN_VERSION, Exchange, Gateway
 
@@ -39,7 +46,9 @@ def check_envelope(request: Request, header_version: str | None = None) -> str:
 
 
 def modern_result(method: str, result: dict[str, Any], gateway: Gateway) -> dict[str, Any]:
-    out = {**result, "resultType": "complete"}
+    # Upstream results never carry resultType here (plain_result drops it); only the gateway's own
+    # input_required answers do.
+    out = {**result, "resultType": result.get("resultType", "complete")}
     if method in _LIST_METHODS:
         # Lists are filtered per principal, so no cache may share them.
         out["ttlMs"] = 0
@@ -58,7 +67,12 @@ async def reply_to(gateway: Gateway, request: Request, ex: Exchange) -> dict[str
             gateway.auditor.request(correlation_id=ex.correlation_id, caller=ex.caller,
                                     method=request.method, decision="allow", reason="answered", outcome="ok")
         else:
-            result = await gateway.handle(request.method, request.params, ex)
+            try:
+                result = await gateway.handle(request.method, request.params, ex)
+            except InputRequired as exc:
+                if not ex.modern:
+                    raise InternalFailure("input_required for a handshake-era client") from exc
+                result = exc.result
         if ex.modern:
             result = modern_result(request.method, result, gateway)
         return result_message(request.id, result)

@@ -40,6 +40,12 @@ class ClientRequests:
         finally:
             self._pending.pop(request_id, None)
 
+    @property
+    def url_elicitation(self) -> bool:
+        """The client declared URL-mode elicitation (2025-11-25: ``capabilities.elicitation.url``)."""
+        elicitation = self.capabilities.get("elicitation")
+        return isinstance(elicitation, dict) and isinstance(elicitation.get("url"), dict)
+
     def answer(self, request_id: Any, reply: dict[str, Any]) -> bool:
         future = self._pending.get(str(request_id))
         if future is None or future.done():

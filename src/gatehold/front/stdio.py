@@ -112,7 +112,8 @@ class StdioFront:
                 await self.write(error_for(request.id, exc, correlation_id))
                 return
         ex = Exchange(self.caller, correlation_id, modern=modern, emit=self.write,
-                      client_request=None if modern else self._relay)
+                      client_request=None if modern else self._relay,
+                      url_elicitation=not modern and self._requests.url_elicitation)
         try:
             reply = await reply_to(self.gateway, request, ex)
         except asyncio.CancelledError:

@@ -8,7 +8,7 @@ from typing import Any
 
 from gatehold.auditor import Auditor
 from gatehold.call import ToolCall
-from gatehold.errors import GateholdError, InternalFailure
+from gatehold.errors import GateholdError, InputRequired, InternalFailure
 from gatehold.pipeline.outcome import Allow, Deny, Keep, Replace, Stage
 
 Forward = Callable[[ToolCall], Awaitable[dict[str, Any]]]
@@ -58,6 +58,11 @@ class Pipeline:
             decision, reason = "allow", "all stages allowed"
             outcome = "tool_error" if result.get("isError") else "ok"
             return result
+        except InputRequired as exc:
+            # Not a denial: the call waits for a human and the client will retry with its state.
+            decision, outcome, reason, code = "ask", "input_required", exc.detail, exc.code
+            trail.append(["approve", "ask", rule_id])
+            raise
         except GateholdError as exc:
             reason, code = exc.detail, exc.code
             rule_id = getattr(exc, "rule_id", "") or rule_id

@@ -46,7 +46,10 @@ from redis.exceptions import RedisError
 from gatehold.call import Caller
 from gatehold.errors import AuthUnavailable
 
-KINDS: tuple[str, ...] = ("jti", "sub", "client", "apikey", "cert", "principal")
+CREDENTIAL_KINDS: tuple[str, ...] = ("jti", "sub", "client", "apikey", "cert", "principal")
+# The kill switch shares the list: a principal kill is a principal revocation; these stop targets.
+KILL_TARGET_KINDS: tuple[str, ...] = ("tool", "server", "all")
+KINDS: tuple[str, ...] = CREDENTIAL_KINDS + KILL_TARGET_KINDS
 _CREDENTIAL_KINDS = ("apikey", "cert")  # credential_id "<kind>:<id>" prefixes that are revocable
 _READ_BUSY_SECONDS = 0.25  # the reader runs on the event loop: never wait long on a lock
 _WRITE_BUSY_SECONDS = 5.0  # writers run in a worker thread
