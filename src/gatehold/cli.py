@@ -11,6 +11,8 @@ operators' scripts depend on them (see the README).
     gatehold revoke --config F KIND VALUE        revoke a credential (jti, sub, client, apikey, cert, principal)
     gatehold revoke --config F --list | --undo KIND VALUE
     gatehold schema                              the configuration's JSON Schema
+    gatehold approvals list|show ID|approve ID|deny ID --config F   (operator key in GATEHOLD_OPERATOR_KEY)
+    gatehold kill|revive --config F (--principal P | --tool T | --server S | --all)
 """
 
 from __future__ import annotations
@@ -110,11 +112,11 @@ def revoke(config_path: str, list_all: bool, undo: bool, reason: str, ttl: float
     import time
 
     from gatehold.errors import GateholdError
-    from gatehold.state.revocations import KINDS, Revocation, open_revocations
+    from gatehold.state.revocations import CREDENTIAL_KINDS, Revocation, open_revocations
 
     loaded = _load(config_path)
-    if not list_all and (kind not in KINDS or not value):
-        raise click.UsageError(f"give KIND VALUE, KIND one of {', '.join(KINDS)} (or --list)")
+    if not list_all and (kind not in CREDENTIAL_KINDS or not value):
+        raise click.UsageError(f"give KIND VALUE, KIND one of {', '.join(CREDENTIAL_KINDS)} (or --list)")
     kind, value = kind or "", value or ""
 
     async def run() -> None:
@@ -181,6 +183,10 @@ def _run_http(loaded: Any, port: int | None, on_ready: Callable[[int], None],
         gateway.auditor.log.subscribe(on_record)
     sock = _bind(settings.host, settings.port if port is None else port)
     actual = sock.getsockname()[1]
+    if loaded.config.approvals.public_url is None:
+        # Approval links name the port actually bound (--port may have changed it).
+        scheme = "https" if settings.tls is not None else "http"
+        gateway.approvals.base_url = f"{scheme}://{_url_host(settings.host)}:{actual}"
 
     async def startup() -> None:
         await gateway.start()
@@ -363,3 +369,13 @@ def audit_tail(config_path: str | None, db: str | None, jsonl: str | None, count
             click.echo(orjson.dumps(record).decode())
         else:
             _decision_line(record)
+
+
+def _register_operator_commands() -> None:
+    from gatehold.cli_ops import approvals, kill, revive
+
+    for command in (approvals, kill, revive):
+        main.add_command(command)
+
+
+_register_operator_commands()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gatehold.approval.webhook import WebhookNotifier
 from gatehold.audit import AuditLog, JsonlSink, SqliteSink
 from gatehold.audit.sinks import AuditSink
 from gatehold.auditor import Auditor
@@ -16,9 +17,9 @@ from gatehold.auth.jwt_verify import JwtVerifier
 from gatehold.auth.mtls import CertificateAuthenticator
 from gatehold.auth.outbound import IdentityHttp
 from gatehold.config import HttpUpstream, LoadedConfig, StdioUpstream
+from gatehold.errors import ConfigError
 from gatehold.gateway import Gateway
 from gatehold.secrets import resolve_all, resolve_secret
-from gatehold.state.revocations import open_revocations
 from gatehold.upstream.base import UpstreamClient
 from gatehold.upstream.credentials import build_credential
 from gatehold.upstream.http import HttpUpstreamClient
@@ -35,6 +36,11 @@ def needed_secrets(loaded: LoadedConfig) -> set[str]:
     oauth = loaded.config.auth.oauth
     if oauth is not None and oauth.introspection is not None:
         names.add(oauth.introspection.client_secret)
+    approvals = loaded.config.approvals
+    if approvals.webhook is not None:
+        names.add(approvals.webhook.secret)
+    if approvals.state_key is not None:
+        names.add(approvals.state_key)
     return names
 
 
@@ -74,7 +80,15 @@ def build_gateway(loaded: LoadedConfig, *, audit: AuditLog | None = None) -> Gat
             if credential is not None:
                 auditor.add_secret_source(credential.secrets)
             clients[name] = HttpUpstreamClient(name, up, credential=credential, on_event=events(name))
-    gateway = Gateway(loaded, auditor, clients, identity_http=identity_http)
+    state_key = secrets[config.approvals.state_key].encode() if config.approvals.state_key else None
+    if state_key is not None and len(state_key) < 32:
+        raise ConfigError([f"approvals.state_key: secret {config.approvals.state_key!r} is shorter than 32 bytes"])
+    gateway = Gateway(loaded, auditor, clients, identity_http=identity_http, state_key=state_key)
+    hook = config.approvals.webhook
+    if hook is not None:
+        notifier = WebhookNotifier(hook, secrets[hook.secret], page_url=gateway.approvals.page_url, auditor=auditor)
+        gateway.approvals.store.listeners.append(notifier.listener)
+        gateway.closers.append(notifier.aclose)
     holder["gateway"] = gateway
     auditor.lifecycle("gateway configured", {"policy_version": loaded.policy_version,
                                              "upstreams": sorted(clients)})
@@ -87,9 +101,7 @@ def build_authenticator(loaded: LoadedConfig, gateway: Gateway) -> Authenticator
     Its outbound fetches share the gateway's one identity client; its stores close with the gateway.
     """
     config = loaded.config
-    revocations = open_revocations(config.state, loaded.path(config.auth.revocations),
-                                   check_seconds=config.auth.revocation_check_ms / 1000)
-    gateway.closers.append(revocations.aclose)
+    revocations = gateway.revocations  # one list for credentials and kill-switch targets
     oauth = config.auth.oauth
     jwt: JwtVerifier | None = None
     introspector: Introspector | None = None

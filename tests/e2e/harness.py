@@ -98,6 +98,8 @@ async def running_gateway(tmp: Path, upstreams: dict[str, Any], roles: dict[str,
     options = dict(serve_options or {})
     try:
         async with serve_asgi(app, lifespan="off", sock=sock, **options) as base:
+            if loaded.config.approvals.public_url is None:
+                gateway.approvals.base_url = base  # as `gatehold serve` does once the port is bound
             yield Running(f"{base}/mcp", gateway, tmp)
     finally:
         await gateway.stop()

@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from gatehold.approval.operators import OperatorAuthenticator
+from gatehold.approval.page import approval_routes
 from gatehold.auth.authenticator import Authenticator
 from gatehold.auth.challenge import challenge, metadata_path, protected_resource_metadata
 from gatehold.call import Caller
@@ -37,6 +39,7 @@ from gatehold.errors import (
     RequestTooLarge,
     TransportRejected,
 )
+from gatehold.front.admin import admin_routes
 from gatehold.front.dispatch import check_envelope, reply_to
 from gatehold.front.jsonrpc import (
     Message,
@@ -337,7 +340,8 @@ class McpEndpoint:
             async def relay(method: str, params: dict[str, Any] | None) -> dict[str, Any]:
                 return await session.requests.relay(method, params, emit)
 
-            return Exchange(caller, correlation_id, modern=False, emit=emit, client_request=relay)
+            return Exchange(caller, correlation_id, modern=False, emit=emit, client_request=relay,
+                            url_elicitation=session.requests.url_elicitation)
 
         await self._exchange(receive, send, message, ex_factory, modern=False, session=session,
                              extra=[(b"mcp-session-id", session.id.encode())])
@@ -512,9 +516,14 @@ def build_app(gateway: Gateway, authenticator: Authenticator, config: Config,
     well_known = {"/.well-known/oauth-protected-resource"}
     if config.gateway.resource is not None:
         well_known.add(metadata_path(config.gateway.resource))
+    operators = OperatorAuthenticator(config.operators)
+    # Operators' channels: the approval page (its own login) and the admin API (operator keys).
+    human = [*approval_routes(gateway.approvals, operators, secure_cookies=config.gateway.tls is not None),
+             *admin_routes(gateway.approvals, gateway.kills, operators)]
     app = Starlette(routes=[Route("/mcp", endpoint, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
                             Route("/healthz", health, methods=["GET"]),
-                            *(Route(path, resource_metadata, methods=["GET"]) for path in sorted(well_known))],
+                            *(Route(path, resource_metadata, methods=["GET"]) for path in sorted(well_known)),
+                            *human],
                     lifespan=lifespan)
     app.state.endpoint = endpoint
     return app
