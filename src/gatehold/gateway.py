@@ -344,12 +344,13 @@ class Gateway:
             if ex.url_elicitation and ex.client_request is not None:
                 return ApprovalContext(UrlElicitation(store, ex.client_request, ex.emit))
             return ApprovalContext(HoldOpen(store, settings.hold_seconds))
-        digest = call_digest(target.upstream, target.exposed, args)
-        channel = InputRequiredChannel(store, self.sealer, principal=ex.caller.principal, digest=digest,
+        channel = InputRequiredChannel(store, self.sealer, principal=ex.caller.principal, server=target.upstream,
+                                       tool=target.exposed, arguments=args,
                                        retry_wait_seconds=settings.retry_wait_seconds)
         if "requestState" not in params:
             return ApprovalContext(channel)
         # Forged, altered, replayed, expired or foreign states raise RequestStateInvalid (audited).
+        digest = call_digest(target.upstream, target.exposed, args)
         sealed = self.sealer.open(params["requestState"], principal=ex.caller.principal, digest=digest)
         responses = params.get("inputResponses")
         answer = responses.get(ELICITATION_KEY) if isinstance(responses, dict) else None

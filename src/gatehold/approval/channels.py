@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gatehold.approval.seal import StateSealer
-from gatehold.approval.store import ApprovalStore
+from gatehold.approval.store import ApprovalStore, call_digest
 from gatehold.errors import ApprovalRejected, InputRequired
 
 log = logging.getLogger("gatehold.approval")
@@ -69,12 +69,12 @@ class UrlElicitation:
 
 
 class InputRequiredChannel:
-    def __init__(self, store: ApprovalStore, sealer: StateSealer, *, principal: str, digest: str,
-                 retry_wait_seconds: float):
+    def __init__(self, store: ApprovalStore, sealer: StateSealer, *, principal: str, server: str, tool: str,
+                 arguments: dict[str, Any], retry_wait_seconds: float):
         self._store = store
         self._sealer = sealer
         self._principal = principal
-        self._digest = digest
+        self._call = (server, tool, arguments)  # digested only when a state is sealed: most calls never are
         self._retry_wait = retry_wait_seconds
 
     async def wait(self, approval_id: str, url: str, message: str, *, retry: bool) -> None:
@@ -85,7 +85,7 @@ class InputRequiredChannel:
                 return  # decided (or gone): the stage concludes
         current = self._store.get(approval_id)
         expires_at = current.expires_at if current is not None else self._store.now()
-        state = self._sealer.seal(approval_id, principal=self._principal, digest=self._digest,
+        state = self._sealer.seal(approval_id, principal=self._principal, digest=call_digest(*self._call),
                                   expires_at=expires_at)
         result: dict[str, Any] = {"resultType": "input_required", "requestState": state}
         if not retry:
