@@ -249,3 +249,42 @@ async def test_an_operator_approves_on_the_page_in_chromium_and_the_call_complet
     assert result.content[0].text == "42"
     shown = (await admin(gw, "GET", f"/admin/approvals/{request['id']}")).json()
     assert (shown["state"], shown["approver"], shown["comment"]) == ("used", "olivia", "checked on the page")
+
+
+async def test_a_new_request_is_posted_to_the_signed_webhook(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from gatehold.approval.webhook import verify_signature
+    from tests.serving import serve_asgi
+
+    received: list[tuple[bytes, str]] = []
+
+    async def hook(request: Request) -> Response:
+        received.append((await request.body(), request.headers["x-gatehold-signature"]))
+        return Response(status_code=204)
+
+    from starlette.applications import Starlette
+
+    monkeypatch.setenv("GATEHOLD_TEST_HOOK_KEY", "hook-secret-0123456789")
+    async with serve_asgi(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as receiver, \
+            running_gateway(tmp_path, {"up": stdio_sdk_upstream()}, ROLES, operators=operators(),
+                            secrets={"hook": "env:GATEHOLD_TEST_HOOK_KEY"},
+                            approvals={"hold_seconds": 10, "webhook": {"url": f"{receiver}/hook", "secret": "hook"}}
+                            ) as gw, gw.client("legacy") as client:
+        call = asyncio.ensure_future(client.call_tool("up.add", {"a": 1, "b": 1}))
+        request = await pending(gw)
+        async with asyncio.timeout(10):
+            while not received:
+                await asyncio.sleep(0.02)
+        await admin(gw, "POST", f"/admin/approvals/{request['id']}/deny", body={})
+        with pytest.raises(MCPError):
+            await asyncio.wait_for(call, 10)
+    body, signature = received[0]
+    assert verify_signature("hook-secret-0123456789", signature, body)
+    sent = orjson.loads(body)
+    assert sent["approval"]["id"] == request["id"]
+    assert sent["url"].endswith(f"/approvals/{request['id']}")
+    assert len(received) == 1  # decisions are not posted
