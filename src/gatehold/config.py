@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import orjson
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -298,13 +299,24 @@ Upstream = Annotated[
 ]
 
 
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from exc
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_compiles)]
+
+
 class ArgConstraint(Frozen):
     """Least-privilege limits on one argument, checked after schema validation."""
 
     path_within: str | None = Field(None, description="absolute root the (canonicalised) path must stay in")
     url_hosts: tuple[str, ...] | None = Field(None, description="allowed hosts; '*.example.com' for subdomains")
     enum: tuple[Any, ...] | None = None
-    pattern: str | None = Field(None, description="regular expression the whole string must match")
+    pattern: Regex | None = Field(None, description="regular expression the whole string must match")
     max_length: int | None = Field(None, ge=0)
     min: float | None = None
     max: float | None = None
@@ -317,34 +329,14 @@ class ArgConstraint(Frozen):
             raise ValueError("path_within must be an absolute path")
         return value
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
-
 
 class ApprovalMatch(Frozen):
     """An argument pattern that makes a call need approval: any one condition that holds is enough."""
 
-    pattern: str | None = Field(None, description="regular expression found anywhere in the string value")
+    pattern: Regex | None = Field(None, description="regular expression found anywhere in the string value")
     equals: tuple[Any, ...] | None = Field(None, description="values that need approval")
     min: float | None = Field(None, description="numbers at or above this need approval")
     max: float | None = Field(None, description="numbers at or below this need approval")
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from exc
-        return value
 
     @model_validator(mode="after")
     def _one_condition(self) -> ApprovalMatch:

@@ -180,6 +180,7 @@ class WebhookNotifier:
             task = asyncio.get_running_loop().create_task(self._deliver_in_background(approval),
                                                           name=f"gatehold-webhook-{approval.id}")
         except Exception:
+            # A webhook only notifies; the request still waits for a decision on the page or CLI.
             log.exception("could not schedule the webhook for approval %s", approval.id)
             return
         self._tasks.add(task)
@@ -190,7 +191,7 @@ class WebhookNotifier:
             return await self.deliver(approval)
         except asyncio.CancelledError:
             raise
-        except Exception:  # nobody awaits this task: log here rather than lose it
+        except Exception:  # a notification, not a control (the request still waits); nobody awaits this task
             log.exception("webhook for approval %s failed", approval.id)
             return False
 
