@@ -20,10 +20,15 @@ class Auditor:
         """Values obtained at run time (upstream access tokens) that must be redacted like configured secrets."""
         self._sources.append(source)
 
-    def _known(self, caller: Caller | None) -> tuple[str, ...]:
+    def known_values(self) -> tuple[str, ...]:
+        """Every secret value the gateway holds right now: configured secrets and run-time tokens."""
         values = self._secrets
         for source in self._sources:
             values += tuple(source())
+        return values
+
+    def _known(self, caller: Caller | None) -> tuple[str, ...]:
+        values = self.known_values()
         if caller is not None and caller.token:
             values += (caller.token,)  # a caller's own bearer token never enters the trail either
         return values
@@ -38,7 +43,8 @@ class Auditor:
             raise AuditUnavailable("audit log is not healthy", rule_id="audit.healthy")
 
     def call(self, call: ToolCall, *, decision: str, reason: str, rule_id: str | None, outcome: str,
-             code: str | None, latency_ms: float, stages: list[list[str]]) -> None:
+             code: str | None, latency_ms: float, stages: list[list[str]],
+             found: dict[str, Any] | None = None) -> None:
         self.log.record(AuditEvent(
             kind="decision",
             correlation_id=call.correlation_id,
@@ -54,7 +60,7 @@ class Auditor:
             outcome=outcome,
             latency_ms=round(latency_ms, 3),
             code=code,
-            detail={"stages": stages},
+            detail={"stages": stages, **({"found": redact_arguments(found, known)} if found else {})},
         ))
 
     def request(self, *, correlation_id: str, caller: Caller | None, method: str | None,

@@ -67,6 +67,12 @@ class ToolCall:
     correlation_id: str
     params: dict[str, Any] = field(default_factory=dict)  # the original params, forwarded after checks
     approval: ApprovalContext | None = field(default=None, compare=False)  # None: nobody can be asked
+    session: str | None = None  # the client's MCP session (None in the sessionless 2026 era)
+
+    @property
+    def flow_key(self) -> str:
+        """Whose data-flow memory this call reads and adds to: the principal and its session or credential."""
+        return f"{self.caller.principal}\x00{self.session or 'credential:' + self.caller.credential_id}"
 
 
 def new_correlation_id() -> str:

@@ -345,6 +345,9 @@ class ApprovalMatch(Frozen):
         return self
 
 
+InjectionAction = Literal["annotate", "redact", "quarantine", "deny"]
+
+
 class ToolGrant(Frozen):
     args: dict[str, ArgConstraint] = Field(default_factory=dict)
     strict: bool = Field(True, description="reject arguments the input schema does not declare")
@@ -354,6 +357,9 @@ class ToolGrant(Frozen):
         "none", description="required: every call waits for a human approver")
     approval_when: dict[str, ApprovalMatch] = Field(
         default_factory=dict, description="argument name -> pattern; a call whose argument matches needs approval")
+    on_injection: InjectionAction | None = Field(
+        None, description="what a result flagged as injection becomes for this tool; strictest of this and "
+                          "output.injection.action wins")
 
 
 class Role(Frozen):
@@ -402,6 +408,58 @@ class ApprovalSettings(Frozen):
                           "process")
 
 
+LABELS = ("untrusted", "private", "external_sink", "destructive")
+Label = Literal["untrusted", "private", "external_sink", "destructive"]
+Effect = Literal["allow", "ask", "deny"]
+
+
+class FlowRule(Frozen):
+    """After a session read output labelled ``from``, a call to a tool labelled ``to`` gets ``effect``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str | None = Field(None, pattern=NAME.pattern, description="rule id in decisions; default flows[i]")
+    sources: tuple[Label, ...] = Field(alias="from", min_length=1, description="labels the session has read")
+    sinks: tuple[Label, ...] = Field(alias="to", min_length=1, description="labels of the tool being called")
+    effect: Effect
+    match: Literal["session", "arguments"] = Field(
+        "session", description="session: once anything labelled `from` was read; arguments: only when an "
+                               "argument carries a value remembered from such output")
+    principals: tuple[str, ...] = Field(("*",), min_length=1, description="principal globs the rule applies to")
+    roles: tuple[str, ...] = Field((), description="roles the rule applies to; empty means every caller")
+
+
+class FlowSettings(Frozen):
+    provenance: Literal["ask", "deny", "off"] = Field(
+        "ask", description="least effect for an external_sink call whose arguments carry a value seen only in "
+                           "untrusted output, even when no rule fires")
+    annotations: Literal["explicit", "off"] = Field(
+        "explicit", description="derive labels from tool annotations the upstream states (they only add labels)")
+    remember_values: int = Field(5000, gt=0, le=1_000_000, description="values remembered per session")
+    idle_seconds: float = Field(86_400.0, gt=0, description="a session's flow state is forgotten after this idle")
+    max_sessions: int = Field(100_000, gt=0)
+
+
+class InjectionSettings(Frozen):
+    action: InjectionAction = Field("quarantine", description="what a result flagged as injection becomes")
+    threshold: float | None = Field(None, gt=0, le=1, description="detector score that flags; default the "
+                                                                   "detector's own")
+    metadata: Literal["quarantine", "annotate", "off"] = Field(
+        "quarantine", description="a listed tool/prompt/resource whose metadata is flagged is hidden until accepted")
+
+
+class OutputSettings(Frozen):
+    sanitise: bool = Field(True, description="strip hidden content from results and metadata")
+    allowed_link_hosts: tuple[str, ...] = Field(
+        (), description="hosts whose markdown/HTML links and images survive ('*.example.com' for subdomains)")
+    injection: InjectionSettings = Field(default_factory=InjectionSettings)
+    redact_secrets: bool = Field(True, description="redact known secret formats in results and errors")
+    spotlight: Literal["off", "untrusted", "all"] = Field(
+        "off", description="wrap tool text in delimiters naming it data from server/tool (spotlighting)")
+    accepted: dict[str, str] = Field(
+        default_factory=dict, description="exposed name -> sha256 of a flagged definition a human accepted")
+
+
 class Config(Frozen):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     state: str = Field("memory", pattern=r"^(memory|rediss?://.+)$",
@@ -415,6 +473,11 @@ class Config(Frozen):
         default_factory=dict, description="OAuth scope -> exposed tool names or globs it grants")
     approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     operators: tuple[Operator, ...] = Field((), description="approvers and kill-switch operators")
+    labels: dict[str, tuple[Label, ...]] = Field(
+        default_factory=dict, description="exposed tool name or glob -> data-flow labels")
+    flows: tuple[FlowRule, ...] = Field((), description="data-flow rules; strictest firing rule wins")
+    flow: FlowSettings = Field(default_factory=FlowSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -448,6 +511,7 @@ class Config(Frozen):
                     if ref not in self.secrets
                 ]
         problems += self._approval_problems()
+        problems += self._flow_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -464,6 +528,20 @@ class Config(Frozen):
         key = self.approvals.state_key
         if key is not None and key not in self.secrets:
             problems.append(f"approvals.state_key: secret {key!r} is not defined in secrets")
+        return problems
+
+    def _flow_problems(self) -> list[str]:
+        problems: list[str] = []
+        ids = [rule.id for rule in self.flows if rule.id]
+        problems += [f"flows: id {i!r} is repeated" for i in sorted({i for i in ids if ids.count(i) > 1})]
+        for i, rule in enumerate(self.flows):
+            problems += [f"flows[{i}].roles: role {r!r} is not defined in roles" for r in rule.roles
+                         if r not in self.roles]
+        for name, labels in self.labels.items():
+            if not name:
+                problems.append("labels: an empty tool name")
+            if len(set(labels)) != len(labels):
+                problems.append(f"labels.{name}: a label is repeated")
         return problems
 
     def _identity_problems(self) -> list[str]:

@@ -30,6 +30,9 @@ record and the log, never to the client.
     │   ├── ArgumentsInvalid           args.schema           -32602
     │   ├── ConstraintViolated         args.constraint       -32011
     │   ├── OutputRejected             output.too_large      -32012
+    │   │   ├── InjectionBlocked       output.injection      -32012
+    │   │   └── ToolQuarantined        output.quarantined    -32012
+    │   ├── FlowDenied                 flow.*                -32017
     │   ├── AuditUnavailable           audit.unavailable     -32013
     │   ├── ApprovalRejected           approval.*            -32015
     │   │   ├── ApprovalDenied         approval.denied       -32015
@@ -62,6 +65,7 @@ AUDIT_UNAVAILABLE = -32013
 UPSTREAM_FAILED = -32014
 APPROVAL_REJECTED = -32015
 KILLED = -32016
+FLOW_DENIED = -32017
 
 
 class GateholdError(Exception):
@@ -217,6 +221,7 @@ class Denied(GateholdError):
                  data: dict[str, Any] | None = None):
         super().__init__(detail, public=public, data=data)
         self.rule_id = rule_id
+        self.audit: dict[str, Any] = {}  # server-side detail for the audit record (never sent to the client)
 
 
 class NotGranted(Denied):
@@ -258,6 +263,34 @@ class OutputRejected(Denied):
     code = "output.too_large"
     rpc_code = OUTPUT_REJECTED
     default_public = "result exceeds the size limit"
+
+
+class InjectionBlocked(OutputRejected):
+    """The result carried a suspected prompt injection and policy says deny."""
+
+    code = "output.injection"
+    default_public = "the result was withheld: it looks like a prompt injection"
+
+
+class ToolQuarantined(OutputRejected):
+    """The tool's listed metadata was flagged; it is hidden and refused until a human accepts it."""
+
+    code = "output.quarantined"
+    default_public = "this tool is quarantined until an operator accepts its definition"
+
+
+class FlowDenied(Denied):
+    """A data-flow rule forbids this call after what the session has read (``flow.denied``), or the
+    flow state could not be kept (``flow.unavailable``)."""
+
+    code = "flow.denied"
+    rpc_code = FLOW_DENIED
+    default_public = "denied by a data-flow rule"
+
+    def __init__(self, detail: str = "", *, rule_id: str = "", code: str = "flow.denied",
+                 public: str | None = None):
+        super().__init__(detail, rule_id=rule_id, public=public)
+        self.code = code  # type: ignore[misc]
 
 
 class AuditUnavailable(Denied):

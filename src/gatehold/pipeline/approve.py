@@ -1,7 +1,8 @@
 """Approve: a call that needs a human waits for one, and goes on only with an approval made for it.
 
-When approval is needed (strictest wins: any matching grant, argument pattern, or a destructive
-annotation when configured), the stage creates a pending request and lets the call's channel wait
+When approval is needed (strictest wins: any matching grant, argument pattern, a destructive
+annotation when configured, or a data-flow rule's ``ask`` handed over by the Flow stage), the
+stage creates a pending request and lets the call's channel wait
 (see ``approval/channels.py``). It then concludes from the store alone: approved -> the approval is
 consumed (single use, bound to principal, server, tool and argument digest) and the call goes on;
 anything else -> a denial naming the request and the page. A call with no channel is refused at
@@ -64,16 +65,19 @@ class Approve:
 
     def __init__(self, grants: Grants, settings: ApprovalSettings, approvals: Approvals, *,
                  policy_version: str, annotations: Callable[[str], Mapping[str, Any] | None],
-                 redact: Callable[[dict[str, Any]], dict[str, Any]]):
+                 redact: Callable[[dict[str, Any]], dict[str, Any]],
+                 flow_need: Callable[[ToolCall], Need | None] | None = None):
         self._grants = grants
         self._settings = settings
         self._approvals = approvals
         self._policy_version = policy_version
         self._annotations = annotations
         self._redact = redact
+        self._flow_need = flow_need  # a data-flow rule's ask (the Flow stage runs just before)
 
     async def on_call(self, call: ToolCall) -> CallDecision:
-        need = approval_need(call, self._grants, self._settings, self._annotations(call.target.exposed))
+        flow = self._flow_need(call) if self._flow_need is not None else None
+        need = approval_need(call, self._grants, self._settings, self._annotations(call.target.exposed)) or flow
         if need is None:
             return Allow("", "no approval needed")
         store = self._approvals.store

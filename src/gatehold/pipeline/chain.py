@@ -31,6 +31,7 @@ class Pipeline:
         """
         start = time.perf_counter()
         trail: list[list[str]] = []
+        found: dict[str, Any] = {}  # per stage: what it noticed or changed, for the audit record
         decision, rule_id, reason, outcome, code = "deny", "", "", "denied", ""
         try:
             self._auditor.ensure_healthy()  # fail closed: no audit, no calls
@@ -38,10 +39,14 @@ class Pipeline:
                 verdict = await stage.on_call(call)
                 if isinstance(verdict, Deny):
                     trail.append([stage.name, "deny", verdict.error.rule_id])
+                    if verdict.error.audit:
+                        found[stage.name] = verdict.error.audit
                     raise verdict.error
                 if not isinstance(verdict, Allow):
                     raise InternalFailure(f"stage {stage.name} returned {verdict!r}")
                 trail.append([stage.name, "allow", verdict.rule_id])
+                if verdict.detail:
+                    found[stage.name] = dict(verdict.detail)
                 rule_id = verdict.rule_id or rule_id
             outcome = "forwarded"
             result = await forward(call)
@@ -49,12 +54,16 @@ class Pipeline:
                 after = await stage.on_result(call, result)
                 if isinstance(after, Deny):
                     trail.append([stage.name, "deny-result", after.error.rule_id])
+                    if after.error.audit:
+                        found[f"{stage.name}.result"] = after.error.audit
                     raise after.error
                 if isinstance(after, Replace):
                     trail.append([stage.name, "replace", after.note])
                     result = after.result
                 elif not isinstance(after, Keep):
                     raise InternalFailure(f"stage {stage.name} returned {after!r}")
+                if after.detail:
+                    found[f"{stage.name}.result"] = dict(after.detail)
             decision, reason = "allow", "all stages allowed"
             outcome = "tool_error" if result.get("isError") else "ok"
             return result
@@ -83,4 +92,5 @@ class Pipeline:
                 code=code or None,
                 latency_ms=(time.perf_counter() - start) * 1000,
                 stages=trail,
+                found=found,
             )

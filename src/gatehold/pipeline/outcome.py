@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,6 +14,7 @@ from gatehold.errors import Denied
 class Allow:
     rule_id: str = ""
     reason: str = ""
+    detail: Mapping[str, Any] | None = None  # what the stage found, for the audit record
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +24,16 @@ class Deny:
 
 @dataclass(frozen=True, slots=True)
 class Keep:
-    """The result passes unchanged."""
+    """The result passes unchanged (``detail``: what the stage noticed, for the audit record)."""
+
+    detail: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Replace:
     result: dict[str, Any]
     note: str
+    detail: Mapping[str, Any] | None = None  # what the stage changed, for the audit record
 
 
 CallDecision = Allow | Deny

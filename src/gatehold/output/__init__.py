@@ -1,0 +1,1 @@
+"""Output defences: hidden-content sanitiser, injection detector, secret redaction."""

@@ -1,0 +1,85 @@
+"""Flow: what this session has read decides whether this call may go, must ask a human, or is refused.
+
+``on_call`` labels the call's tool (policy globs, tightened by stated annotations), asks
+``policy.flow.decide`` with the session's memory, and then records the call's own labels as read
+(pessimistic: a call taints its session from the moment it is sent, whether or not it succeeds).
+``deny`` refuses here; ``ask`` is handed to the Approve stage, which runs next and makes the call
+wait for a human like any other approval. ``on_result`` remembers the values in the output
+(``policy.provenance``) with the tool's labels, so a later call that copies them can be caught.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gatehold.call import ToolCall
+from gatehold.config import FlowRule, FlowSettings
+from gatehold.errors import FlowDenied
+from gatehold.output.walk import texts
+from gatehold.pipeline.approve import Need
+from gatehold.pipeline.outcome import Allow, CallDecision, Deny, Keep, ResultDecision
+from gatehold.policy.flow import FlowStore, decide
+from gatehold.policy.labels import Labeller, Labels
+from gatehold.policy.provenance import extract, values_in
+
+
+class Flow:
+    name = "flow"
+
+    def __init__(self, rules: Sequence[FlowRule], settings: FlowSettings, labeller: Labeller, store: FlowStore,
+                 annotations: Callable[[str], Mapping[str, Any] | None]):
+        self._rules = tuple(rules)
+        self._settings = settings
+        self._labeller = labeller
+        self.store = store
+        self._annotations = annotations
+        self._asks: dict[str, Need] = {}  # correlation id -> the ask the Approve stage takes next
+        self.enabled = bool(self._rules) or settings.provenance != "off"
+
+    def labels(self, call: ToolCall) -> Labels:
+        annotations = self._annotations(call.target.exposed) if call.target.kind == "tool" else None
+        return self._labeller.labels(call.target.exposed, annotations)
+
+    async def on_call(self, call: ToolCall) -> CallDecision:
+        if not self.enabled:
+            return Allow()
+        labels = self.labels(call)
+        session = self.store.session(call.flow_key)
+        if session is None:
+            if not labels:
+                return Allow("", "unlabelled tool")
+            # Fail closed: with no room to remember this session's reads, labelled calls are refused.
+            return Deny(FlowDenied("flow state is full (flow.max_sessions)", rule_id="flow.capacity",
+                                   code="flow.unavailable", public="data-flow state unavailable; try later"))
+        verdict = decide(self._rules, self._settings, labels, call.caller,
+                         values_in(call.arguments) if session.values else (), session)
+        detail = {"flow": verdict.audit(labels)} if labels else None
+        if verdict.effect == "deny":
+            error = FlowDenied(verdict.reason, rule_id=verdict.rule_id)
+            error.audit = {"flow": verdict.audit(labels)}
+            return Deny(error)
+        if labels:
+            session.record_read(labels, call.target.exposed, call.correlation_id, self.store.now())
+        if verdict.effect == "ask":
+            # Approve runs next in the same request and takes this at once, so the table stays tiny.
+            self._asks[call.correlation_id] = Need(verdict.rule_id, verdict.reason)
+        return Allow(verdict.rule_id, verdict.reason, detail)
+
+    def need(self, call: ToolCall) -> Need | None:
+        """The approval this stage asked for on ``call`` (taken once; the Approve stage calls this)."""
+        return self._asks.pop(call.correlation_id, None)
+
+    async def on_result(self, call: ToolCall, result: dict[str, Any]) -> ResultDecision:
+        if not self.enabled:
+            return Keep()
+        session = self.store.session(call.flow_key, create=False)
+        if session is None:
+            return Keep()
+        values: set[str] = set()
+        for text in texts(result):
+            values.update(extract(text))
+        if values:
+            session.record_values(values, self.labels(call), call.target.exposed, call.correlation_id,
+                                  self._settings.remember_values)
+        return Keep({"values_remembered": len(values)} if values else None)
