@@ -8,6 +8,7 @@ from typing import Any
 from gatehold.audit import AuditEvent, AuditLog, redact_arguments
 from gatehold.call import Caller, ToolCall
 from gatehold.errors import AuditUnavailable
+from gatehold.output.secrets import SecretRedactor
 
 
 class Auditor:
@@ -15,6 +16,8 @@ class Auditor:
         self.log = log
         self._secrets = tuple(s for s in secret_values if len(s) >= 4)
         self._sources: list[Callable[[], Iterable[str]]] = []
+        # Held values in their encodings and the known secret formats, on top of the key-based rules.
+        self._patterns = SecretRedactor(self.known_values)
 
     def add_secret_source(self, source: Callable[[], Iterable[str]]) -> None:
         """Values obtained at run time (upstream access tokens) that must be redacted like configured secrets."""
@@ -35,7 +38,11 @@ class Auditor:
 
     def redacted(self, arguments: dict[str, Any], caller: Caller | None = None) -> dict[str, Any]:
         """``arguments`` with every secret the gateway knows replaced, as the audit would show them."""
-        return redact_arguments(arguments, self._known(caller))  # type: ignore[no-any-return]
+        return self._scrub(arguments, self._known(caller))  # type: ignore[no-any-return]
+
+    def _scrub(self, value: Any, known: tuple[str, ...]) -> Any:
+        """Secret-named keys, known values (and their encodings) and known secret formats, all redacted."""
+        return self._patterns.json(redact_arguments(value, known))[0]
 
     def ensure_healthy(self) -> None:
         if not self.log.healthy:
@@ -53,14 +60,14 @@ class Auditor:
             method=call.method,
             server=call.target.upstream,
             tool=call.target.exposed,
-            arguments=redact_arguments(call.arguments, known := self._known(call.caller)),
+            arguments=self._scrub(call.arguments, known := self._known(call.caller)),
             decision=decision,  # type: ignore[arg-type]
-            reason=redact_arguments(reason, known),
+            reason=self._scrub(reason, known),
             rule_id=rule_id,
             outcome=outcome,
             latency_ms=round(latency_ms, 3),
             code=code,
-            detail={"stages": stages, **({"found": redact_arguments(found, known)} if found else {})},
+            detail={"stages": stages, **({"found": self._scrub(found, known)} if found else {})},
         ))
 
     def request(self, *, correlation_id: str, caller: Caller | None, method: str | None,
@@ -78,17 +85,18 @@ class Auditor:
             tool=tool,
             arguments=None,
             decision=decision,  # type: ignore[arg-type]
-            reason=redact_arguments(reason, self._known(caller)),
+            reason=self._scrub(reason, self._known(caller)),
             rule_id=None,
             outcome=outcome,
             latency_ms=None if latency_ms is None else round(latency_ms, 3),
             code=code,
-            detail=detail,
+            detail=None if detail is None else self._scrub(detail, self._known(caller)),
         ))
 
     def lifecycle(self, reason: str, detail: dict[str, Any] | None = None) -> None:
         self.log.record(AuditEvent(
             kind="lifecycle", correlation_id="-", principal=None, credential_id=None, method=None,
             server=None, tool=None, arguments=None, decision="info", reason=reason, rule_id=None,
-            outcome=None, latency_ms=None, code=None, detail=detail,
+            outcome=None, latency_ms=None, code=None,
+            detail=None if detail is None else self._scrub(detail, self.known_values()),
         ))

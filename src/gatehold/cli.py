@@ -371,6 +371,30 @@ def audit_tail(config_path: str | None, db: str | None, jsonl: str | None, count
             _decision_line(record)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--db", type=click.Path(dir_okay=False))
+@click.option("--jsonl", type=click.Path(dir_okay=False))
+@click.argument("correlation_id")
+def explain(config_path: str | None, db: str | None, jsonl: str | None, correlation_id: str) -> None:
+    """Why a call was decided as it was, with the earlier calls that tainted its session.
+
+    Exits 0 when the call is in the audit store, 1 when it is not.
+    """
+    from gatehold.audit.explain import explain as explain_call
+
+    _kind, path = _audit_target(config_path, db, jsonl)[0]
+    if not path.exists():
+        click.echo(f"{path}: missing", err=True)
+        sys.exit(1)
+    lines = explain_call(path, correlation_id)
+    if not lines:
+        click.echo(f"no record of call {correlation_id}", err=True)
+        sys.exit(1)
+    for line in lines:
+        click.echo(line)
+
+
 def _register_operator_commands() -> None:
     from gatehold.cli_ops import approvals, kill, revive
 

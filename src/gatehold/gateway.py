@@ -36,13 +36,22 @@ from gatehold.errors import (
     UpstreamRpcError,
 )
 from gatehold.killswitch import KillSwitch
+from gatehold.output.detect import DEFAULT_THRESHOLD, InjectionDetector
+from gatehold.output.sanitise import Sanitiser
+from gatehold.output.screen import Flag, MetadataScreen
+from gatehold.output.secrets import SecretRedactor
 from gatehold.pipeline import Pipeline
 from gatehold.pipeline.approve import Approve
 from gatehold.pipeline.authorise import Authorise
+from gatehold.pipeline.check_output import CheckOutput
+from gatehold.pipeline.flow import Flow, FlowMemory
 from gatehold.pipeline.kill import KillCheck
 from gatehold.pipeline.output_bounds import OutputBounds
+from gatehold.pipeline.redact import Redact
 from gatehold.pipeline.validate import Validate
+from gatehold.policy.flow import FlowStore
 from gatehold.policy.grants import Grants
+from gatehold.policy.labels import Labeller
 from gatehold.policy.schema import SchemaCache
 from gatehold.state.revocations import RevocationStore, open_revocations
 from gatehold.upstream.base import ServerRequestHandler, UpstreamClient
@@ -68,6 +77,7 @@ class Exchange:
     emit: Emit | None = None  # push a notification on this request's response stream
     client_request: ServerRequestHandler | None = None  # relay a server->client request
     url_elicitation: bool = False  # the client declared URL-mode elicitation (2025-11-25)
+    session_id: str | None = None  # the MCP session (legacy HTTP) or the stdio connection
 
 
 def _drop_envelope(message: dict[str, Any]) -> dict[str, Any]:
@@ -130,11 +140,28 @@ class Gateway:
                                    base_url=config.approvals.public_url or default_base_url(config))
         self.sealer = StateSealer(state_key)
         self.kills = KillSwitch(self.revocations, auditor, self.approvals.store)
+        output = config.output
+        self.detector = InjectionDetector(threshold=output.injection.threshold or DEFAULT_THRESHOLD)
+        self.sanitiser = Sanitiser(output.allowed_link_hosts)
+        self.redactor = SecretRedactor(auditor.known_values, patterns=output.redact_secrets)
+        self.screen = MetadataScreen(output, self.detector)
+        self.quarantine: dict[str, dict[str, Flag]] = {}  # upstream -> exposed name -> why it is withheld
+        schemas = SchemaCache()
+        self.flow = Flow(config.flows, config.flow,
+                         Labeller(config.labels, annotations=config.flow.annotations == "explicit"),
+                         FlowStore(config.flow), self._annotations)
+        # One ordered list: calls run it top-down, results come back bottom-up. FlowMemory first
+        # remembers every value the upstream returned (even those the agent will not see);
+        # OutputBounds then caps the size, so later checks read a bounded result; CheckOutput
+        # sanitises before Redact looks for secrets, so hidden characters cannot split a secret.
         self.pipeline = Pipeline(
-            [KillCheck(self.kills), Authorise(self.grants), Validate(self.grants, SchemaCache()),
+            [KillCheck(self.kills), Authorise(self.grants), Validate(self.grants, schemas), self.flow,
              Approve(self.grants, config.approvals, self.approvals, policy_version=loaded.policy_version,
-                     annotations=self._annotations, redact=auditor.redacted),
-             OutputBounds(self.grants, config.gateway)],
+                     annotations=self._annotations, redact=auditor.redacted, flow_need=self.flow.need),
+             Redact(self.redactor),
+             CheckOutput(output, self.grants, schemas, self.detector, definition=self._definition,
+                         quarantined=self._quarantined, labels=self.flow.labels),
+             OutputBounds(self.grants, config.gateway), FlowMemory(self.flow)],
             auditor,
         )
         self.list_changed_listeners: list[Callable[[str], Awaitable[None]]] = []
@@ -151,6 +178,24 @@ class Gateway:
         entry = self.catalog.tools.get(exposed)
         found = entry.definition.get("annotations") if entry is not None else None
         return found if isinstance(found, dict) else None
+
+    def _definition(self, call: ToolCall) -> dict[str, Any] | None:
+        entry = self.catalog.tools.get(call.target.exposed) if call.target.kind == "tool" else None
+        return entry.definition if entry is not None else None
+
+    def _quarantined(self, call: ToolCall) -> str | None:
+        flag = self.quarantine.get(call.target.upstream, {}).get(call.target.exposed)
+        return flag.reason if flag is not None else None
+
+    def clean_error(self, error: dict[str, Any]) -> dict[str, Any]:
+        """An upstream's JSON-RPC error as a client may see it: hidden content, secrets and injections removed."""
+        message = error.get("message")
+        if not isinstance(message, str):
+            return {"code": error.get("code"), "message": "upstream error"}
+        text = self.redactor.text(self.sanitiser.clean(message[:2000]).text).text
+        if self.detector.scan(text).flagged:
+            text = "upstream error (message withheld: it looks like a prompt injection)"
+        return {"code": error.get("code"), "message": text}
 
     async def start(self) -> None:
         self.in_background(self.kills.watch())
@@ -205,9 +250,30 @@ class Gateway:
             cap = "resources" if kind == "templates" else kind
             if cap in caps:
                 setattr(listing, kind, await self._list_all(client, method, key))
+        items = {kind: getattr(listing, kind) for kind in LIST_METHODS}
+        screening = self.screen.screen(items, lambda kind, raw: self._exposed(name, kind, raw))
+        for kind, definitions in items.items():
+            setattr(listing, kind, definitions)
+        self.quarantine[name] = {f.exposed: f for f in screening.flagged}
+        for flag in screening.flagged:
+            self.auditor.lifecycle(f"definition flagged: {flag.exposed}", {
+                "upstream": name, "kind": flag.kind, "exposed": flag.exposed, "digest": flag.digest,
+                "reason": flag.reason, "action": self.config.output.injection.metadata})
         collisions = self.catalog.update(name, listing)
         if collisions:
             self.auditor.lifecycle("name collision", {"collisions": collisions})
+
+    def _exposed(self, upstream: str, kind: str, raw: str) -> str:
+        return self.catalog.exposed(upstream, raw) if kind in ("tools", "prompts") else f"{upstream}.{raw}"
+
+    def quarantined_entry(self, method: str, name: str) -> Target | None:
+        """The target of a withheld tool or prompt, so its calls are refused by name (``output.quarantined``)."""
+        kind = "tools" if method == "tools/call" else "prompts"
+        for upstream, flags in self.quarantine.items():
+            flag = flags.get(name)
+            if flag is not None and flag.kind == kind:
+                return Target("tool" if kind == "tools" else "prompt", name, upstream, flag.name)
+        return None
 
     async def _list_all(self, client: UpstreamClient, method: str, key: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -310,7 +376,7 @@ class Gateway:
                     raise InvalidParams("resources/read without a string uri", public="uri must be a string")
                 entry = self.catalog.resource_for(uri)
                 target = entry.target if entry else Target("resource", f"?.{uri}", "", uri)
-                return ToolCall(ex.caller, method, target, {}, ex.correlation_id, params)
+                return ToolCall(ex.caller, method, target, {}, ex.correlation_id, params, session=ex.session_id)
             name = params.get("name")
             args = params.get("arguments", {})
             if not isinstance(name, str) or not name:
@@ -326,7 +392,7 @@ class Gateway:
         table = self.catalog.tools if method == "tools/call" else self.catalog.prompts
         found: Entry | None = table.get(name)
         kind: Kind = "tool" if method == "tools/call" else "prompt"
-        target = found.target if found else Target(kind, name, "", name)
+        target = found.target if found else self.quarantined_entry(method, name) or Target(kind, name, "", name)
         try:
             approval = self._approval_context(target, args, params, ex)
         except GateholdError as exc:
@@ -334,7 +400,8 @@ class Gateway:
                                  decision="deny", reason=exc.detail, code=exc.code, server=target.upstream or None,
                                  tool=name)
             raise
-        return ToolCall(ex.caller, method, target, args, ex.correlation_id, params, approval)
+        return ToolCall(ex.caller, method, target, args, ex.correlation_id, params, approval,
+                        session=ex.session_id)
 
     def _approval_context(self, target: Target, args: dict[str, Any], params: dict[str, Any],
                           ex: Exchange) -> ApprovalContext:
@@ -386,7 +453,7 @@ class Gateway:
                 raise CallKilled(f"in-flight call stopped: {hit.kind} {hit.value} killed ({hit.reason})",
                                  rule_id=f"kill.{hit.kind}") from None
         if "error" in reply:
-            raise UpstreamRpcError(reply["error"] if isinstance(reply["error"], dict) else {})
+            raise UpstreamRpcError(self.clean_error(reply["error"]) if isinstance(reply["error"], dict) else {})
         result = reply.get("result")
         if not isinstance(result, dict):
             raise UpstreamFailed("upstream result is not an object", code="upstream.protocol")
@@ -437,5 +504,5 @@ class Gateway:
         reply = await client.request("completion/complete", upstream_params(params, ref=new_ref),
                                      timeout=self.config.gateway.call_timeout_seconds, caller=ex.caller)
         if "error" in reply:
-            raise UpstreamRpcError(reply["error"])
+            raise UpstreamRpcError(self.clean_error(reply["error"]) if isinstance(reply["error"], dict) else {})
         return plain_result(reply.get("result") or {})

@@ -341,7 +341,7 @@ class McpEndpoint:
                 return await session.requests.relay(method, params, emit)
 
             return Exchange(caller, correlation_id, modern=False, emit=emit, client_request=relay,
-                            url_elicitation=session.requests.url_elicitation)
+                            url_elicitation=session.requests.url_elicitation, session_id=session.id)
 
         await self._exchange(receive, send, message, ex_factory, modern=False, session=session,
                              extra=[(b"mcp-session-id", session.id.encode())])

@@ -34,6 +34,7 @@ class StdioFront:
         self._write_lock = asyncio.Lock()
         self._inflight: dict[Any, asyncio.Task[None]] = {}
         self._requests = ClientRequests()
+        self.session_id = "stdio-" + new_correlation_id()  # one client per process: one flow memory
         gateway.list_changed_listeners.append(self._list_changed)
 
     async def write(self, message: dict[str, Any]) -> None:
@@ -113,7 +114,7 @@ class StdioFront:
                 return
         ex = Exchange(self.caller, correlation_id, modern=modern, emit=self.write,
                       client_request=None if modern else self._relay,
-                      url_elicitation=not modern and self._requests.url_elicitation)
+                      url_elicitation=not modern and self._requests.url_elicitation, session_id=self.session_id)
         try:
             reply = await reply_to(self.gateway, request, ex)
         except asyncio.CancelledError:

@@ -56,7 +56,7 @@ def _item(item: Any, fn: Rewrite) -> Any:
 
 
 def rewrite_json(value: Any, fn: Rewrite, depth: int = 0) -> Any:
-    """Every string in a JSON value (dictionary values and list items) through ``fn``."""
+    """Every string in a JSON value (dictionary keys and values, list items) through ``fn``."""
     if isinstance(value, str):
         new = fn(value)
         return value if new == value else new
@@ -64,12 +64,27 @@ def rewrite_json(value: Any, fn: Rewrite, depth: int = 0) -> Any:
         # Fail closed: what is too deep to inspect is not passed on unread.
         return TOO_DEEP
     if isinstance(value, dict):
-        changed = {k: rewrite_json(v, fn, depth + 1) for k, v in value.items()}
-        return value if all(changed[k] is value[k] for k in value) else changed
+        out: dict[Any, Any] = {}
+        same = True
+        for key, item in value.items():
+            new_key = fn(key) if isinstance(key, str) else key
+            if new_key in out:  # two keys that rewrite alike stay apart
+                new_key = _distinct(out, new_key)
+            new_item = rewrite_json(item, fn, depth + 1)
+            same = same and new_key == key and new_item is item
+            out[new_key] = new_item
+        return value if same else out
     if isinstance(value, list):
         new_list = [rewrite_json(v, fn, depth + 1) for v in value]
         return value if all(a is b for a, b in zip(new_list, value, strict=True)) else new_list
     return value
+
+
+def _distinct(taken: dict[Any, Any], key: str) -> str:
+    n = 2
+    while f"{key}#{n}" in taken:
+        n += 1
+    return f"{key}#{n}"
 
 
 def texts(result: dict[str, Any]) -> list[str]:

@@ -4,7 +4,7 @@
 ``policy.flow.decide`` with the session's memory, and then records the call's own labels as read
 (pessimistic: a call taints its session from the moment it is sent, whether or not it succeeds).
 ``deny`` refuses here; ``ask`` is handed to the Approve stage, which runs next and makes the call
-wait for a human like any other approval. ``on_result`` remembers the values in the output
+wait for a human like any other approval. ``FlowMemory`` remembers the values in the output
 (``policy.provenance``) with the tool's labels, so a later call that copies them can be caught.
 """
 
@@ -30,7 +30,7 @@ class Flow:
     def __init__(self, rules: Sequence[FlowRule], settings: FlowSettings, labeller: Labeller, store: FlowStore,
                  annotations: Callable[[str], Mapping[str, Any] | None]):
         self._rules = tuple(rules)
-        self._settings = settings
+        self.settings = settings
         self._labeller = labeller
         self.store = store
         self._annotations = annotations
@@ -52,12 +52,12 @@ class Flow:
             # Fail closed: with no room to remember this session's reads, labelled calls are refused.
             return Deny(FlowDenied("flow state is full (flow.max_sessions)", rule_id="flow.capacity",
                                    code="flow.unavailable", public="data-flow state unavailable; try later"))
-        verdict = decide(self._rules, self._settings, labels, call.caller,
+        verdict = decide(self._rules, self.settings, labels, call.caller,
                          values_in(call.arguments) if session.values else (), session)
-        detail = {"flow": verdict.audit(labels)} if labels else None
+        detail = verdict.audit(labels) if labels else None
         if verdict.effect == "deny":
             error = FlowDenied(verdict.reason, rule_id=verdict.rule_id)
-            error.audit = {"flow": verdict.audit(labels)}
+            error.audit = verdict.audit(labels)
             return Deny(error)
         if labels:
             session.record_read(labels, call.target.exposed, call.correlation_id, self.store.now())
@@ -71,15 +71,36 @@ class Flow:
         return self._asks.pop(call.correlation_id, None)
 
     async def on_result(self, call: ToolCall, result: dict[str, Any]) -> ResultDecision:
-        if not self.enabled:
+        return Keep()  # FlowMemory, at the bottom of the list, reads the result as the upstream sent it
+
+
+class FlowMemory:
+    """Remembers the values in a result as the upstream returned it, before anything is cut.
+
+    It sits last in the stage list so that its ``on_result`` runs first: a value that sanitising,
+    quarantine or redaction keeps from the agent is still remembered as tainted (the agent may
+    have learnt it another way, and a replayed or guessed value must not pass as clean).
+    """
+
+    name = "flow_memory"
+
+    def __init__(self, flow: Flow):
+        self._flow = flow
+
+    async def on_call(self, call: ToolCall) -> CallDecision:
+        return Allow()
+
+    async def on_result(self, call: ToolCall, result: dict[str, Any]) -> ResultDecision:
+        flow = self._flow
+        if not flow.enabled:
             return Keep()
-        session = self.store.session(call.flow_key, create=False)
+        session = flow.store.session(call.flow_key, create=False)
         if session is None:
             return Keep()
         values: set[str] = set()
         for text in texts(result):
             values.update(extract(text))
         if values:
-            session.record_values(values, self.labels(call), call.target.exposed, call.correlation_id,
-                                  self._settings.remember_values)
+            session.record_values(values, flow.labels(call), call.target.exposed, call.correlation_id,
+                                  flow.settings.remember_values)
         return Keep({"values_remembered": len(values)} if values else None)

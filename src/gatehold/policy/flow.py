@@ -164,11 +164,11 @@ def _fire(rule: FlowRule, rid: str, labels: Labels, session: FlowSession,
                        _reads_of(hits, session, sources), _values(hits))
 
 
-def _reads_of(hits: list[tuple[str, ValueOrigin]], session: FlowSession, labels: set[str]) -> tuple[Read, ...]:
+def _reads_of(hits: list[tuple[str, ValueOrigin]], session: FlowSession, labels: Iterable[str]) -> tuple[Read, ...]:
     seen: dict[str, Read] = {}
     for _, origin in hits:
         for tool, cid in origin.sources:
-            for label in sorted(origin.effective() & labels):
+            for label in sorted(origin.effective() & set(labels)):
                 seen.setdefault(cid, Read(label, tool, cid, 0.0))
     return tuple(seen.values())
 
