@@ -103,7 +103,8 @@ def test_store_forgets_idle_sessions_and_refuses_beyond_capacity() -> None:
     now = [0.0]
     store = FlowStore(FlowSettings(idle_seconds=10, max_sessions=2), clock=lambda: now[0])
     a = store.session("a")
-    assert a is not None and store.session("b") is not None
+    assert a is not None
+    assert store.session("b") is not None
     assert store.session("c") is None  # full: no state rather than evicting someone's taint
     assert store.session("a") is a
     now[0] = 20.0

@@ -95,12 +95,15 @@ class FlowMemory:
         if not flow.enabled:
             return Keep()
         session = flow.store.session(call.flow_key, create=False)
-        if session is None:
+        labels = flow.labels(call)
+        if session is None or not (labels or session.values):
+            # Values from an unlabelled tool only matter as "also seen in trusted output"; before any
+            # labelled value exists, skipping them can only make a later match stricter.
             return Keep()
         values: set[str] = set()
         for text in texts(result):
             values.update(extract(text))
         if values:
-            session.record_values(values, flow.labels(call), call.target.exposed, call.correlation_id,
+            session.record_values(values, labels, call.target.exposed, call.correlation_id,
                                   flow.settings.remember_values)
         return Keep({"values_remembered": len(values)} if values else None)
