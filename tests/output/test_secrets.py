@@ -137,6 +137,7 @@ NEGATIVES: list[str] = [
     "Bearer tokens are short-lived",
     "bearer authentication_mechanism_names",
     "token_type: Bearer",
+    "present it as `Authorization: Bearer ghk_<id>.<secret>`",
     "npm_config_cache=/tmp/npm-cache",
     "npm_" + "Fake0" * 7 + " is 35 characters",
     "AccountName=fake;EndpointSuffix=core.windows.net",

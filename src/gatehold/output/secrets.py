@@ -583,7 +583,7 @@ _AWS_SECRET_SHAPE: Final = re.compile(r"[A-Za-z0-9/+]{40}")
 _BEARER_RE: Final = re.compile(r"(?i:bearer)[ \t]++(?P<v>[A-Za-z0-9._~+/=-]{16,4096}+)")
 _AUTH_HEADER_RE: Final = re.compile(
     r"(?i:authorization)[\"']?[ \t]*+[:=][ \t]*+[\"']?"
-    r"(?:[A-Za-z][A-Za-z0-9_-]{0,30}+[ \t]++)?+(?P<v>[^\s\"',;\[\]]{8,4096}+)"
+    r"(?:[A-Za-z][A-Za-z0-9_-]{0,30}+[ \t]++)?+(?P<v>[^\s\"'`,;<>\[\]]{8,4096}+)"
 )
 _AUTH_VALUE_RE: Final = re.compile(r"[ \t]*+(?:[A-Za-z][A-Za-z0-9_-]{0,30}+[ \t]++)?+(?P<v>\S{8,})")
 _KEY_WORD_RE: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -1076,15 +1076,18 @@ class _Walk:
         if cls is int or cls is float:
             return value if self.known is None or not self.known.numeric else self._number(value)
         if cls is dict or cls is list or cls is tuple or isinstance(value, Mapping | list | tuple):
-            if depth >= MAX_DEPTH or id(value) in path:
+            ident = id(value)
+            if depth >= MAX_DEPTH or ident in path:
                 return TRUNCATED
-            path.add(id(value))
+            path.add(ident)
             try:
-                if isinstance(value, Mapping):
+                if cls is dict or (cls is not list and cls is not tuple and isinstance(value, Mapping)):
                     return self._mapping(value, depth + 1, path)
-                return [self.value(item, depth + 1, path) for item in value]
+                inner = depth + 1
+                walk = self.value
+                return [walk(item, inner, path) for item in value]
             finally:
-                path.discard(id(value))
+                path.discard(ident)
         if isinstance(value, str):  # a subclass: a plain copy of its characters
             return self.text(str.__str__(value))
         if isinstance(value, int | float):
@@ -1108,13 +1111,18 @@ class _Walk:
         entry_name = _entry_name(value) if "value" in value or "Value" in value else None
         if entry_name is not None and not self.collect:
             entry_name = self.redactor._redact(entry_name, self.known)[0]
+        text = self.text
+        walk = self.value
+        patterns = self.patterns
         for key, item in value.items():
             name = key if type(key) is str else _key_text(key)
-            safe = self.text(name)
-            result = self.value(item, depth, path)
-            if self.patterns and (type(result) is str or (type(result) in (int, float))):
+            safe = text(name)
+            result = text(item) if type(item) is str else walk(item, depth, path)
+            if patterns and (type(result) is str or type(result) is int or type(result) is float):
                 by = entry_name if entry_name is not None and name in ("value", "Value") else safe
-                judged = _keyed_value(_MARKER_RE.sub(" ", by) if _MARKER_START in by else by, result)
+                if _MARKER_START in by:
+                    by = _MARKER_RE.sub(" ", by)
+                judged = _keyed_value(by, result) if _classify_key(by) != _NOT_CREDENTIAL else None
                 if judged is not None:
                     result = judged
                     kind = _kind_of(judged)
