@@ -1,0 +1,1 @@
+"""AgentDojo replay benchmark: AgentDojo suites as MCP stdio servers, replayed through Gatehold."""
