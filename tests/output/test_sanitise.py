@@ -1,7 +1,13 @@
+import json
+import re
+from collections import Counter
+from types import MappingProxyType
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gatehold.output import sanitise
 from gatehold.output.sanitise import Cleaned, Sanitiser
 
 ALLOWED = ("docs.example.com", "*.allowed.org", "bücher.example")
@@ -326,3 +332,88 @@ def test_clean_json_preserves_shape(value: object) -> None:
     cleaned, removed = S.clean_json(value)
     assert same_shape(value, cleaned)
     assert all(n > 0 for n in removed.values())
+
+
+# Sanitiser.clean as it was before it skipped the structural passes on text that none of them
+# could change, kept to check the new one against; the passes themselves are shared.
+_OLD_TRIGGER = re.compile(rf"[<\[\]{sanitise._CONTROLS}{sanitise._ZERO_WIDTH}{sanitise._TAG_CHARS}{sanitise._BIDI}]")
+_OLD_ASCII_TRIGGERS = ("<", "[", "]", *map(chr, (*range(9), 11, 12, *range(14, 32), 127)))
+
+
+def _old_quiet(text: str) -> bool:
+    if len(text) > 200 and text.isascii():
+        if any(map(text.__contains__, _OLD_ASCII_TRIGGERS)):
+            return False
+    elif _OLD_TRIGGER.search(text):
+        return False
+    return ":" not in text or not sanitise._DATA_HINT.search(text)
+
+
+class _OldSanitiser(Sanitiser):
+    __slots__ = ()
+
+    def clean(self, text: str) -> Cleaned:
+        if _old_quiet(text):
+            return Cleaned(text, MappingProxyType({}))
+        counts: Counter[str] = Counter()
+        out = sanitise._strip_chars(text, counts) if sanitise._CHARS.search(text) else text
+        for _ in range(sanitise._PASSES):
+            if (new := self._pass(out, counts)) == out:
+                break
+            out = new
+        else:
+            out = sanitise._flatten(out, counts)
+        removed = {name: n for name, n in counts.items() if n}
+        return Cleaned(out, MappingProxyType(removed)) if removed else Cleaned(text, MappingProxyType({}))
+
+
+OLD = _OldSanitiser(ALLOWED)
+MARKUP = st.lists(st.sampled_from([*"[]()<>:!/?-\"' \n\tazAZ09#=.", "data", "DaTa", "http", "a:", "A:", "\u200b",
+                                   "\x1b", "\xe9"]), max_size=120).map("".join)
+LONG = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=6)), min_size=30, max_size=120).map("".join)
+JSONISH = st.recursive(st.none() | st.integers() | texts | MARKUP,
+                       lambda children: st.lists(children, max_size=5) | st.dictionaries(texts, children, max_size=5),
+                       max_leaves=30).map(json.dumps)
+
+
+# One construct in text that has nothing else for a rule, short or long (past 200 characters ASCII
+# text takes another path).
+PLAIN = st.text(st.sampled_from([chr(c) for c in range(32, 127) if chr(c) not in "<[]:"] + ["\n"]), max_size=260)
+ALONE = st.builds(lambda before, construct, after: before + construct + after, PLAIN, st.sampled_from([
+    *FRAGMENTS, "<?x?>", "<!x>", "<!--x-->", "<![CDATA[x]]>", "<IMG SRC=//evil.example/x>", "<SCRIPT>x</SCRIPT>",
+    "<Div hidden>x</Div>", "<HTTPS://evil.example/x>", "[a](http://evil.example)", "](http://evil.example)",
+    "[x]: http://evil.example", "[x]: #\n", "DATA:,x", "DaTa:text/plain,x", "\x08", "\x7f", "\x1b[31m", "\x9b",
+]), PLAIN)
+
+
+def _same_as_before(text: str) -> None:
+    new, old = S.clean(text), OLD.clean(text)
+    assert new.text == old.text
+    assert dict(new.removed) == dict(old.removed)
+    assert (new.text is text) == (old.text is text)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts | MARKUP | LONG | JSONISH | JSONISH.map(lambda j: j.replace("\\n", "\n").replace('\\"', '"')) | ALONE)
+def test_clean_gives_what_it_gave_before_it_skipped_passes(text: str) -> None:
+    _same_as_before(text)
+
+
+@pytest.mark.parametrize("construct", [
+    "<?x?>", "<!x>", "<!--x-->", "<![CDATA[x]]>", "<IMG SRC=//evil.example/x>", "<SCRIPT>x</SCRIPT>", "</a>",
+    "<Div hidden>x</Div>", "<HTTPS://evil.example/x>", "[a](http://evil.example)", "](http://evil.example)",
+    "[x]: http://evil.example", "[x]: #", "DATA:,x", "DaTa:text/plain,x", "\x08", "\x7f", "\x1b[31m", "\x9b",
+    "\x00", "\u200b", "\u202e", "\U000e0041", "\ufe0f", "\ud800",
+])
+@pytest.mark.parametrize("filler", ["", "plain text, 1 < 2 and [a] b. ", "x" * 250, "caf\u00e9 " * 60,
+                                    "\u65e5\u672c\u8a9e" * 100, "\U0001f389" * 210])
+def test_clean_gives_what_it_gave_before_on_each_construct_alone(construct: str, filler: str) -> None:
+    _same_as_before(filler + construct + filler)
+
+
+def test_json_and_markdown_without_links_are_returned_untouched() -> None:
+    for text in ('[{"id": 1, "tags": ["a", "b"], "note": "see [1] and [2]: fine", "at": "10:00"}]',
+                 "# Title\n\n- [x] done\n- [ ] todo\n\nA [reference] and a > quote, 1 < 2.", "[" * 300):
+        cleaned = S.clean(text)
+        assert cleaned.text is text
+        assert cleaned.removed == {}

@@ -21,7 +21,9 @@ HTML is read by a small scanner, not a parser: browser tokenizer rules until a t
 of the text (a browser would swallow the rest, CommonMark shows it as text), CommonMark's stricter
 inline grammar after that, so no input makes it rescan far. The patterns run on every pass start
 with a literal, so the regex engine skips quickly to where a construct could begin; the others
-run only when a substring check finds what they need.
+run only when a substring check finds what they need. The passes run at all only when the text
+has one of the few sequences without which no structural rule matches anything (``_structural``),
+so text such as JSON, with brackets but no link, is not scanned by them.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ _CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # C0 but tab, LF and CR; DEL
 _CHAR_CLASSES = tuple((name, re.compile(f"[{chars}]"))
                       for name, chars in (("zero_width", _ZERO_WIDTH), ("tag_chars", _TAG_CHARS), ("bidi", _BIDI)))
 _CHARS = re.compile(f"[{_CONTROLS}{_ZERO_WIDTH}{_TAG_CHARS}{_BIDI}]")
-# The fast path (see _quiet). '!' is no trigger: an image needs '[' as well.
-_TRIGGER = re.compile(rf"[<\[\]{_CONTROLS}{_ZERO_WIDTH}{_TAG_CHARS}{_BIDI}]")
-_ASCII_TRIGGERS = ("<", "[", "]", *map(chr, (*range(9), 11, 12, *range(14, 32), 127)))
+# The fast path (see _has_chars and _structural).
+_ASCII_CONTROL_BYTES = (*range(9), 11, 12, *range(14, 32), 127)  # what _CHARS takes in ASCII
+_ASCII_CONTROLS = tuple(map(chr, _ASCII_CONTROL_BYTES))
+_ASCII_BYTES = bytes(range(128))
+_TAG_HINT = re.compile(r"<[a-zA-Z!/?]")
 _DATA_HINT = re.compile(r":(?<=[dD][aA][tT][aA]:)")
 _ANSI = re.compile(
     r"(?:\x1b\[|\x9b)[0-?]*+[ -/]*+[@-~]?"  # CSI: parameter and intermediate bytes, final byte
@@ -147,16 +151,17 @@ class Sanitiser:
         self._suffixes = tuple(sorted(suffixes))
 
     def clean(self, text: str) -> Cleaned:
-        if _quiet(text):
+        if not (chars := _has_chars(text)) and not _structural(text):
             return Cleaned(text, _NOTHING)
         counts: Counter[str] = Counter()
-        out = _strip_chars(text, counts)
-        for _ in range(_PASSES):
-            if (new := self._pass(out, counts)) == out:
-                break
-            out = new
-        else:
-            out = _flatten(out, counts)
+        out = _strip_chars(text, counts) if chars else text
+        if not chars or _structural(out):  # without chars, out is text, which _structural took
+            for _ in range(_PASSES):
+                if (new := self._pass(out, counts)) == out:
+                    break
+                out = new
+            else:
+                out = _flatten(out, counts)
         removed = {name: n for name, n in counts.items() if n}  # subn adds zeros
         return Cleaned(out, MappingProxyType(removed)) if removed else Cleaned(text, _NOTHING)
 
@@ -289,15 +294,29 @@ class Sanitiser:
         return "".join((*out, s[pos:])) if out else s
 
 
-def _quiet(text: str) -> bool:
-    """True when text has no character any rule needs. Past ~200 characters, str.__contains__
-    (memchr) per trigger beats a regex character class, but only on ASCII text."""
-    if len(text) > 200 and text.isascii():
-        if any(map(text.__contains__, _ASCII_TRIGGERS)):
-            return False
-    elif _TRIGGER.search(text):
-        return False
-    return ":" not in text or not _DATA_HINT.search(text)
+def _has_chars(text: str) -> bool:
+    """Whether text has a character _strip_chars removes. Past ~200 characters, memchr per ASCII
+    control character beats a regex character class, which then need only read the characters
+    outside ASCII, when (judging by the first few hundred) they are few."""
+    if len(text) <= 200:
+        return _CHARS.search(text) is not None
+    if text.isascii():
+        return any(map(text.__contains__, _ASCII_CONTROLS))
+    head = text[:400]
+    if len(head.encode("utf-8", "surrogatepass")) > len(head) * 5 // 4:
+        return _CHARS.search(text) is not None
+    raw = text.encode("utf-8", "surrogatepass")  # below 0x80, each byte is the ASCII character
+    return (any(map(raw.__contains__, _ASCII_CONTROL_BYTES))
+            or _CHARS.search(raw.translate(None, _ASCII_BYTES).decode("utf-8", "surrogatepass")) is not None)
+
+
+def _structural(text: str) -> bool:
+    """Whether a structural rule could change text: each needs one of these to match anything.
+    Comments and tags need "<" before a letter, "!", "/" or "?", as do autolinks; links and images
+    that go anywhere need "](", definitions and the markdown comment "]:"; data URIs "data:"."""
+    return (("<" in text and _TAG_HINT.search(text) is not None)
+            or ("]" in text and ("](" in text or "]:" in text))
+            or (":" in text and _DATA_HINT.search(text) is not None))
 
 
 def _count(counts: Counter[str], name: str, result: str) -> str:
@@ -310,11 +329,11 @@ def _marker(source: str, marker: str) -> str:
 
 
 def _strip_chars(s: str, counts: Counter[str]) -> str:
-    """Terminal escapes first, which leaves no control; invisible characters after."""
-    if _CHARS.search(s):
-        for name, pattern in (("ansi", _ANSI), *_CHAR_CLASSES):
-            s, n = pattern.subn("", s)
-            counts[name] += n
+    """Terminal escapes first, which leaves no control; invisible characters after. Only run on
+    text in which _has_chars finds something."""
+    for name, pattern in (("ansi", _ANSI), *_CHAR_CLASSES):
+        s, n = pattern.subn("", s)
+        counts[name] += n
     return s
 
 

@@ -19,6 +19,7 @@ surrounds it on either side.
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,67 @@ _NUMBER = re.compile(r"(?<![\w.])\d{5,32}(?![\w])")
 _TOKEN = re.compile(r"(?<![\w+/=-])[A-Za-z0-9_+/=-]{16,256}(?![\w+/=-])")
 _TRAILING = ".,;:!?'\"/"
 
+# The patterns above say what a value is; extract() runs each only where it can match. Run over a
+# whole text, a pattern that opens with a lookbehind is tried at every position. Instead the text is
+# read through its "shadow": one byte per character, "?" for a character outside ASCII (and for "?").
+# Byte tables map the shadow to a few classes, and bytes.find on those finds the only places a
+# pattern could match: five digits in a row (numbers), an upper-case pair before two digits (IBANs),
+# eight phone characters in a row, sixteen token characters in a row, a dot before a top-level
+# domain; e-mail addresses and URLs start from their "@" and "://". Where a character outside ASCII
+# could take part (a digit outside ASCII, or one of the four letters outside ASCII that _DOMAIN
+# takes as a-z), a "?" counts as whatever could make a match possible. No place is missed, and
+# there the patterns run on the text itself, with the characters on either side in view, so they
+# decide as they would on the whole text.
+_AT_DOMAIN = re.compile(_EMAIL.pattern[_EMAIL.pattern.index("@"):])  # _EMAIL from its "@" on
+_WORD = re.compile(r"\w")
+_DIGIT = re.compile(r"\d")
+_DIGIT_AND_LETTER = re.compile(r"(?=[^0-9]*[0-9])(?=[^A-Za-z]*[A-Za-z])")
+_DOMAIN_LETTERS = "\u0130\u0131\u017f\u212a"  # outside ASCII, yet i, i, s and k to _DOMAIN
+_ASCII = bytes(range(128))
+_PHONE_SEPARATORS = str.maketrans("", "", " ().+-")
+_TLD_SET = frozenset(_TLDS.encode().split(b"|"))
+
+
+def _trie(words: list[bytes]) -> bytes:
+    """A regex for exactly ``words`` (ASCII letters, either case), branching one letter at a time."""
+    heads: dict[bytes, list[bytes]] = {}
+    for word in words:
+        heads.setdefault(word[:1], []).append(word[1:])
+    branches = [b"[%s%s]%s" % (head.lower(), head.upper(), _trie(tails) if any(tails) else b"")
+                for head, tails in sorted(heads.items()) if head]
+    optional = b"?" if b"" in words else b""
+    return b"(?:%s)%s" % (b"|".join(branches), optional)
+
+
+# A dot that a top-level domain follows; the lookahead turns most dots away before the branches are
+# tried. The wide one also takes a "?" among the letters.
+_TLD_LENGTHS = b"{%d,%d}" % (min(map(len, _TLD_SET)), max(map(len, _TLD_SET)))
+_TLD_HINT = re.compile(rb"\.(?=[a-zA-Z]%s(?![\w-]))%s(?![\w-])" % (_TLD_LENGTHS, _trie(sorted(_TLD_SET))))
+_TLD_HINT_WIDE = re.compile(rb"\.(?=[a-zA-Z?]%s(?![\w-]))(?:%s(?![\w-])|[a-zA-Z]{0,%d}\?)" % (
+    _TLD_LENGTHS, _trie(sorted(_TLD_SET)), max(map(len, _TLD_SET)) - 1))
+
+
+def _classes(default: bytes, classes: dict[bytes, str]) -> bytes:
+    """A bytes.translate table: each character of a value to its key, any other byte to default."""
+    table = bytearray(default * 256)
+    for name, chars in classes.items():
+        for byte in chars.encode():
+            table[byte] = name[0]
+    return bytes(table)
+
+
+def _digit_classes(digits: str) -> tuple[bytes, bytes, bytes]:
+    """Tables for digits, IBANs (upper-case letters and digits) and phone numbers."""
+    return (_classes(b".", {b"d": digits}), _classes(b".", {b"A": string.ascii_uppercase, b"d": digits}),
+            _classes(b".", {b"p": digits + " ().+-"}))
+
+
+_LOCAL_CLASS = _classes(b" ", {b"l": string.ascii_letters + string.digits + "._%+-"})
+_TOKEN_CLASS = _classes(b".", {b"t": string.ascii_letters + string.digits + "_+/=-"})
+_DIGIT_CLASSES, _DIGIT_CLASSES_WIDE = _digit_classes(string.digits), _digit_classes(string.digits + "?")
+_WORD_CHARS = string.ascii_letters + string.digits + "_@.-"  # what _DOMAIN's lookbehind refuses
+_WORD_CLASS, _WORD_CLASS_WIDE = _classes(b" ", {b"w": _WORD_CHARS}), _classes(b" ", {b"w": _WORD_CHARS + "?"})
+
 
 def _url_key(raw: str) -> tuple[str, str]:
     url = raw.rstrip(_TRAILING)
@@ -51,32 +113,132 @@ def extract(text: str) -> Iterator[str]:
     """Every value of a remembered kind in ``text``, normalised (duplicates possible)."""
     if len(text) > _MAX_SCAN:
         text = text[:_MAX_SCAN]
+    shadow = text.encode("ascii", "replace")
+    ascii_only = text.isascii()
     if "@" in text:
-        for m in _EMAIL.finditer(text):
-            yield m.group().lower()
+        yield from _emails(text, shadow.translate(_LOCAL_CLASS))
     if "://" in text:
-        for m in _URL.finditer(text):
-            url, host = _url_key(m.group())
-            yield url
-            if host:
-                yield host.removeprefix("www.")
+        yield from _urls(text)
     if "." in text:
-        for m in _DOMAIN.finditer(text):
-            yield m.group().lower().removeprefix("www.")
-    if not any(ch.isdigit() for ch in text):
+        yield from _domains(text, shadow, not ascii_only and any(map(text.__contains__, _DOMAIN_LETTERS)))
+    digit_class, iban_class, phone_class = (
+        _DIGIT_CLASSES if ascii_only or not _digits_outside_ascii(text) else _DIGIT_CLASSES_WIDE)
+    digits = shadow.translate(digit_class)
+    if b"d" not in digits:
         return
-    for m in _IBAN.finditer(text):
-        yield m.group().replace(" ", "")
-    for m in _PHONE.finditer(text):
-        digits = re.sub(r"\D", "", m.group())
-        if 8 <= len(digits) <= 15:
-            yield ("+" if m.group().startswith("+") else "") + digits
-    for m in _NUMBER.finditer(text):
-        yield m.group()
-    for m in _TOKEN.finditer(text):
-        token = m.group()
-        if any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
+    yield from _ibans(text, shadow.translate(iban_class))
+    yield from _phones(text, shadow, shadow.translate(phone_class), digits)
+    yield from _numbers(text, digits)
+    yield from _tokens(text, shadow.translate(_TOKEN_CLASS))
+
+
+def _digits_outside_ascii(text: str) -> bool:
+    rest = text.encode("utf-8", "surrogatepass").translate(None, _ASCII).decode("utf-8", "surrogatepass")
+    return _DIGIT.search(rest) is not None
+
+
+def _emails(text: str, local: bytes) -> Iterator[str]:
+    # An address has one "@", and what follows the "@" decides alone whether the address is there.
+    # It starts as far back as the local part's characters go, but at most 64 of them and not
+    # before the address before it ended.
+    end = 0
+    for m in _AT_DOMAIN.finditer(text):
+        at = m.start()
+        earliest = max(end, at - 64)
+        start = local.rfind(b" ", earliest, at) + 1 or earliest  # after the last non-local character
+        if start < at:
+            end = m.end()
+            yield text[start:end].lower()
+
+
+def _urls(text: str) -> Iterator[str]:
+    end = 0
+    at = text.find("://")
+    while at >= 0:
+        for start in (at - 5, at - 4):  # where "https://" or "http://" would start
+            if start >= end and (m := _URL.match(text, start)):
+                url, host = _url_key(m.group())
+                yield url
+                if host:
+                    yield host.removeprefix("www.")
+                end = m.end()
+                break
+        at = text.find("://", max(at + 1, end))
+
+
+def _domains(text: str, shadow: bytes, wide: bool) -> Iterator[str]:
+    # A domain ends with a dot and a top-level domain, and starts a run of the characters its
+    # lookbehind refuses, so a run holds at most one; only runs with such an ending are read. No dot
+    # before the first hint in a run ends a top-level domain, so a start with an "@" between it and
+    # the hint starts no domain. When wide, a "?" may be in a run, and a run may start after it.
+    hint, word_class = (_TLD_HINT_WIDE, _WORD_CLASS_WIDE) if wide else (_TLD_HINT, _WORD_CLASS)
+    words = b""
+    end = 0
+    for m in hint.finditer(shadow):
+        dot = m.start()
+        if dot < end:
+            continue
+        words = words or shadow.translate(word_class)
+        start = words.rfind(b" ", 0, dot) + 1
+        end = words.find(b" ", dot)
+        end = len(words) if end < 0 else end
+        while start >= 0:
+            if shadow.find(b"@", start, dot) < 0 and (d := _DOMAIN.match(text, start, end + 1)):
+                yield d.group().lower().removeprefix("www.")
+            at = shadow.find(b"?", start, end) if wide else -1
+            while at >= 0 and text[at].isalnum():  # a word character (the regex engine's own test)
+                at = shadow.find(b"?", at + 1, end)
+            start = at + 1 if at >= 0 else -1
+
+
+def _ibans(text: str, classes: bytes) -> Iterator[str]:
+    end = 0
+    at = classes.find(b"AAdd")
+    while at >= 0:
+        if m := _IBAN.match(text, at):
+            yield m.group().replace(" ", "")
+            end = m.end()
+        at = classes.find(b"AAdd", max(at + 1, end))
+
+
+def _phones(text: str, shadow: bytes, classes: bytes, digits: bytes) -> Iterator[str]:
+    # A number lies in a run of phone characters and ends before a character that is no word
+    # character: a run without 8 digits before such a character gives no value.
+    at = classes.find(b"pppppppp")
+    while at >= 0:
+        end = classes.find(b".", at)
+        end = len(classes) if end < 0 else end
+        limit = end
+        if end < len(text) and _WORD.match(text, end) and shadow.find(b"?", at, end) < 0:
+            limit = digits.rfind(b".", at, end)  # the last separator
+        if limit > at and digits.count(b"d", at, limit) >= 8:
+            for m in _PHONE.finditer(text, at, end + 1):
+                number = m.group().translate(_PHONE_SEPARATORS)  # what is left is \d
+                if 8 <= len(number) <= 15:
+                    yield ("+" if m.group().startswith("+") else "") + number
+        at = classes.find(b"pppppppp", end)
+
+
+def _numbers(text: str, digits: bytes) -> Iterator[str]:
+    at = digits.find(b"ddddd")
+    while at >= 0:
+        end = digits.find(b".", at)
+        end = len(digits) if end < 0 else end
+        for m in _NUMBER.finditer(text, at, end + 1):
+            yield m.group()
+        at = digits.find(b"ddddd", end)
+
+
+def _tokens(text: str, classes: bytes) -> Iterator[str]:
+    # A token is a whole run of token characters, so it can only start where such a run starts.
+    at = classes.find(b"t" * 16)
+    while at >= 0:
+        if (m := _TOKEN.match(text, at)) and _DIGIT_AND_LETTER.match(token := m.group()):
             yield token
+        end = classes.find(b".", at)
+        if end < 0:
+            return
+        at = classes.find(b"t" * 16, end)
 
 
 def values_in(value: Any, depth: int = 0) -> set[str]:
