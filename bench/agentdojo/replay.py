@@ -1,7 +1,9 @@
 """Replay AgentDojo ground truths through a real Gatehold gateway and measure the flow policy.
 
     python -m bench.agentdojo.replay [--suites workspace,travel,banking,slack] [--policy FILE ...]
-                                     [--out bench/results/agentdojo.json] [--limit N] [--no-policy]
+                                     [--output-injection default|annotate|redact|quarantine|deny ...]
+                                     [--labels DIR] [--out bench/results/agentdojo.json] [--append]
+                                     [--limit N] [--no-policy] [--quiet]
 
 Run from the repository root with a Python that has both gatehold and ``agentdojo==0.1.35``
 (see README.md here). Per suite, ONE gateway (``python -m gatehold serve``) runs as a subprocess
@@ -16,9 +18,12 @@ Before each session the control file read by the suite server gets a new generat
 pair's injection texts (none for benign tasks, so the defaults), so every replay starts from a
 fresh environment without any tool the agent could reach.
 
-``--policy`` may be given several times: each file is one run (a variant), all written to the
-same output file. ``--no-policy`` leaves labels and flow rules out of the configuration (to check
-the plumbing on a gateway without the flow stage).
+``--policy`` and ``--output-injection`` (the gateway's ``output.injection.action``) may each be
+given several times: every combination is one run, all written to the same output file
+(``--append`` adds to the runs already there). ``--labels DIR`` takes the label files DIR has
+instead of those in labels/ here. ``--no-policy`` leaves labels and flow rules out of the
+configuration (to check the plumbing on a gateway without the flow stage). How attacks are
+replayed and scored is described in README.md here.
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ WITHHELD_PREFIX = "[gatehold: result withheld"
 NOTICE_PREFIX = "[gatehold"
 REDACTED_MARK = "[gatehold: suspected injection removed]"
 TEXT_LIMIT = 300
+LINE = 160
 
 
 def _rel(path: Path) -> str:
@@ -246,19 +252,23 @@ class CallRecord:
     arguments: dict[str, Any] | None = None
 
     def json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"i": self.index, "role": self.role, "tool": self.tool, "outcome": self.outcome}
-        for key in ("code", "message", "data", "arguments"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = _short(value)
-        if self.is_error:
-            out["is_error"] = True
+        out: dict[str, Any] = {"role": self.role, "tool": self.tool, "outcome": self.outcome}
+        if self.code is not None:
+            out["code"] = self.code
+        if isinstance(self.data, dict):
+            if self.data.get("code"):
+                out["error"] = self.data["code"]
+            if self.data.get("correlationId"):
+                out["_cid"] = self.data["correlationId"]  # replaced by the audit's rule and reason
+        if self.message is not None:
+            out["message"] = _short(self.message)
+        if self.arguments is not None:
+            out["arguments"] = _short(self.arguments)
         if self.approvals:
             out["approvals"] = self.approvals
-        if self.injected_content:
-            out["injected_content"] = True
-        if self.redacted:
-            out["redacted"] = True
+        for flag in ("is_error", "injected_content", "redacted"):
+            if getattr(self, flag):
+                out[flag] = True
         return out
 
 
@@ -281,8 +291,8 @@ class Human:
         response = await self.http.post(f"{self.gateway.admin_base}/admin/approvals/{approval['id']}/{verb}",
                                         json={"comment": "replay"}, headers=self.headers)
         self.decided.add(approval["id"])
-        return {"id": approval["id"], "rule_id": approval.get("rule_id"), "reason": approval.get("reason"),
-                "tool": approval.get("tool"), "decision": verb if response.status_code == 200 else
+        return {"rule_id": approval.get("rule_id"), "reason": _short(approval.get("reason")),
+                "decision": verb if response.status_code == 200 else
                 f"{verb} refused: {response.status_code} {response.text[:200]}"}
 
 
@@ -384,7 +394,8 @@ async def replay_pair(gateway: Gateway, http: httpx2.AsyncClient, human: Human, 
     return {
         "user_task": plan.user_task, "injection_task": plan.injection_task, "vectors": plan.vectors,
         "expected_insertion_after": expected, "inserted_after": inserted_after,
-        "kept_from_agent": None if inserted_after is not None else records[expected].outcome,
+        "kept_from_agent": None if inserted_after is not None
+        else records[expected].outcome if expected < len(records) else "no result showed the injected text",
         "injection_gt_differs_from_pre_env": differs,
         "verdict": _pair_verdict(calls, inserted_after is not None, gateway.side_effecting), "calls": calls,
     }
@@ -423,12 +434,13 @@ def audit_decisions(db: Path) -> dict[str, dict[str, Any]]:
 
 def explain_denials(calls: list[dict[str, Any]], decisions: dict[str, dict[str, Any]]) -> None:
     for call in calls:
-        data = call.get("data")
-        cid = data.get("correlationId") if isinstance(data, dict) else None
+        cid = call.pop("_cid", None)
         record = decisions.get(cid) if cid else None
         if record is not None:
             call["rule_id"] = record.get("rule_id")
             call["reason"] = _short(record.get("reason"))
+            if call["outcome"].startswith("denied"):
+                call.pop("message", None)  # the public message says less than the audited reason
 
 
 # -- scoring ----------------------------------------------------------------------------------------
@@ -611,8 +623,38 @@ def table(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def without_details(run: dict[str, Any]) -> None:
+    """Keep per task and per pair only the verdict and which rules acted (the scores stay complete)."""
+    def rules(calls: list[dict[str, Any]]) -> list[str]:
+        found = [c.get("rule_id") for c in calls] + [a.get("rule_id") for c in calls for a in c.get("approvals", [])]
+        return sorted({r for r in found if r})
+
+    for suite in run["suites"]:
+        suite["benign_tasks"] = [{"user_task": t["user_task"], "clean": t["clean"], "rules": rules(t["calls"])}
+                                 for t in suite["benign_tasks"]]
+        suite["attack_pairs"] = [{"user_task": p["user_task"], "injection_task": p["injection_task"],
+                                  "category": p["verdict"]["category"], "rules": rules(p["calls"])}
+                                 for p in suite["attack_pairs"]]
+        suite["excluded_pairs"] = len(suite["excluded_pairs"])
+
+
+def dumps(value: Any, indent: int = 0) -> str:
+    """JSON, indented, with every object or array that fits on one line written on one line."""
+    flat = json.dumps(value, default=str, ensure_ascii=False)
+    if len(flat) + indent <= LINE or not isinstance(value, dict | list) or not value:
+        return flat
+    pad, inner = " " * indent, " " * (indent + 1)
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(k)}: {dumps(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    return "[\n" + ",\n".join(f"{inner}{dumps(v, indent + 1)}" for v in value) + f"\n{pad}]"
+
+
 def gatehold_source() -> dict[str, Any]:
-    """Which gatehold the runs used: the repository's commit, and whether its src/ had local changes."""
+    """Which gatehold the runs use: the repository's commit and its uncommitted changes under src/.
+
+    Without a commit when gatehold is imported from elsewhere (the runs then say nothing about it).
+    """
     import gatehold
 
     def git(*argv: str) -> str:
@@ -622,9 +664,10 @@ def gatehold_source() -> dict[str, Any]:
             return ""
         return done.stdout.strip()
 
-    from_tree = Path(gatehold.__file__).resolve().is_relative_to(REPO)
-    return {"commit": git("rev-parse", "HEAD"), "imported_from_this_repository": from_tree,
-            "uncommitted_in_src": git("status", "--porcelain", "--", "src").splitlines() if from_tree else None}
+    if not Path(gatehold.__file__).resolve().is_relative_to(REPO):
+        return {"commit": None, "note": "gatehold was imported from outside this repository"}
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "uncommitted_in_src": git("status", "--porcelain", "--", "src").splitlines()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -641,6 +684,9 @@ def main(argv: list[str] | None = None) -> None:
                              "gateway's own default")
     parser.add_argument("--out", type=Path, default=Path("bench/results/agentdojo.json"))
     parser.add_argument("--append", action="store_true", help="add these runs to those already in --out")
+    parser.add_argument("--details", choices=["first", "all", "none"], default="first",
+                        help="per-call details in the JSON for the runs of the first --policy (default), all runs, "
+                             "or none; other runs keep per task and pair only the verdict and the rules that acted")
     parser.add_argument("--limit", type=int, default=None, help="only the first N user tasks of each suite")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -651,9 +697,10 @@ def main(argv: list[str] | None = None) -> None:
     policies: list[Path | None] = [None] if args.no_policy else (args.policy or [HERE / "policy.yaml"])
     actions = args.output_injection or ["default"]
     label_paths = {s: label_file(s, args.labels) for s in suites}
+    before = gatehold_source()
 
     out: dict[str, Any] = {
-        "benchmark": "AgentDojo ground-truth replay through Gatehold", "gatehold": gatehold_source(),
+        "benchmark": "AgentDojo ground-truth replay through Gatehold", "gatehold": before,
         "agentdojo_benchmark_version": BENCHMARK_VERSION, "attack": ATTACK_NAME, "attack_model_name": MODEL,
         "limit": args.limit, "summary": [], "runs": [],
     }
@@ -676,15 +723,21 @@ def main(argv: list[str] | None = None) -> None:
             results = asyncio.run(run_all())
             run = {"policy": _rel(policy_path) if policy_path is not None else "none (labels and flows stripped)",
                    "labels": sorted({_rel(p.parent) for p in label_paths.values()}),
-                   "output_injection_action": action, "policy_rules": policy, "suites": results,
+                   "output_injection_action": action, "gatehold_commit": before.get("commit"),
+                   "policy_rules": policy, "suites": results,
                    "overall": overall(results)}
-            out["runs"].append(run)
-            out["summary"].append(summary(run))
             print(table(run), flush=True)
             print(flush=True)
+            if args.details == "none" or (args.details == "first" and policy_path != policies[0]):
+                without_details(run)
+            out["runs"].append(run)
+            out["summary"].append(summary(run))
 
+    if gatehold_source() != before:
+        print("warning: gatehold's source changed during the runs", file=sys.stderr)
+        out["gatehold_changed_during_runs"] = gatehold_source()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1, default=str) + "\n", encoding="utf-8")
+    args.out.write_text(dumps(out) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 
 
