@@ -1,9 +1,11 @@
-"""Where the readable text of an MCP result lives, and a way to rewrite each piece of it.
+"""Every piece of text in an MCP result, and a way to rewrite each one.
 
-Tool results carry text in ``content[].text`` (also inside embedded resources) and anything in
-``structuredContent``; ``resources/read`` in ``contents[].text``; ``prompts/get`` in
-``messages[].content`` (one item or a list). Binary ``blob`` and ``data`` fields are left alone.
-Rewriting never mutates the input: changed containers are copied, unchanged ones shared.
+The whole result is walked: ``content[].text`` (embedded resources too), ``structuredContent``,
+``contents[].text`` of ``resources/read``, prompt ``messages``, and any other string an upstream
+puts anywhere (``_meta``, extra fields, URIs, dictionary keys). Nothing is skipped on the ground
+that a well-formed result would not carry text there. The one exception is binary payloads: a
+resource's ``blob`` and the ``data`` of image and audio content, which are base64 of bytes, not
+text. Rewriting never mutates the input: changed containers are copied, unchanged ones shared.
 """
 
 from __future__ import annotations
@@ -14,45 +16,17 @@ from typing import Any
 Rewrite = Callable[[str], str]
 _MAX_DEPTH = 64
 TOO_DEEP = "[gatehold: nested too deep]"
+_BINARY_TYPES = ("image", "audio")
 
 
-def rewrite_result(result: dict[str, Any], fn: Rewrite, *, structured: bool = True) -> dict[str, Any]:
-    """``result`` with ``fn`` applied to every readable text (``structured``: also structuredContent)."""
-    out = result
-    for key in ("content", "contents", "messages"):
-        items = result.get(key)
-        if isinstance(items, list):
-            new = [_item(item, fn) for item in items]
-            if any(a is not b for a, b in zip(new, items, strict=True)):
-                out = {**out, key: new}
-    if structured and "structuredContent" in result:
-        value = result["structuredContent"]
-        new_value = rewrite_json(value, fn)
-        if new_value is not value:
-            out = {**out, "structuredContent": new_value}
-    return out
+def rewrite_result(result: dict[str, Any], fn: Rewrite) -> dict[str, Any]:
+    """``result`` with ``fn`` applied to every string in it but binary payloads."""
+    out = rewrite_json(result, fn)
+    return out if isinstance(out, dict) else {"content": [{"type": "text", "text": TOO_DEEP}], "isError": True}
 
 
-def _item(item: Any, fn: Rewrite) -> Any:
-    if not isinstance(item, dict):
-        return item
-    out = item
-    text = item.get("text")
-    if isinstance(text, str):
-        new = fn(text)
-        if new != text:
-            out = {**out, "text": new}
-    for key in ("resource", "content"):
-        inner = item.get(key)
-        if isinstance(inner, dict):
-            new_inner = _item(inner, fn)
-            if new_inner is not inner:
-                out = {**out, key: new_inner}
-        elif isinstance(inner, list):
-            new_list = [_item(sub, fn) for sub in inner]
-            if any(a is not b for a, b in zip(new_list, inner, strict=True)):
-                out = {**out, key: new_list}
-    return out
+def _binary(container: dict[Any, Any], key: Any) -> bool:
+    return key == "blob" or (key == "data" and container.get("type") in _BINARY_TYPES)
 
 
 def rewrite_json(value: Any, fn: Rewrite, depth: int = 0) -> Any:
@@ -70,7 +44,7 @@ def rewrite_json(value: Any, fn: Rewrite, depth: int = 0) -> Any:
             new_key = fn(key) if isinstance(key, str) else key
             if new_key in out:  # two keys that rewrite alike stay apart
                 new_key = _distinct(out, new_key)
-            new_item = rewrite_json(item, fn, depth + 1)
+            new_item = item if _binary(value, key) else rewrite_json(item, fn, depth + 1)
             same = same and new_key == key and new_item is item
             out[new_key] = new_item
         return value if same else out
@@ -88,7 +62,7 @@ def _distinct(taken: dict[Any, Any], key: str) -> str:
 
 
 def texts(result: dict[str, Any]) -> list[str]:
-    """Every readable text of ``result``, in order (what ``rewrite_result`` would visit)."""
+    """Every string of ``result`` that ``rewrite_result`` would visit, in order."""
     found: list[str] = []
 
     def collect(text: str) -> str:
