@@ -40,6 +40,7 @@ from gatehold.output.detect import DEFAULT_THRESHOLD, InjectionDetector
 from gatehold.output.sanitise import Sanitiser
 from gatehold.output.screen import Flag, MetadataScreen
 from gatehold.output.secrets import SecretRedactor
+from gatehold.output.walk import rewrite_json, rewrite_result
 from gatehold.pipeline import Pipeline
 from gatehold.pipeline.approve import Approve
 from gatehold.pipeline.authorise import Authorise
@@ -187,12 +188,18 @@ class Gateway:
         flag = self.quarantine.get(call.target.upstream, {}).get(call.target.exposed)
         return flag.reason if flag is not None else None
 
+    def _redact_text(self, text: str) -> str:
+        return self.redactor.text(text).text
+
+    def _clean_text(self, text: str) -> str:
+        return self._redact_text(self.sanitiser.clean(text).text)
+
     def clean_error(self, error: dict[str, Any]) -> dict[str, Any]:
         """An upstream's JSON-RPC error as a client may see it: hidden content, secrets and injections removed."""
         message = error.get("message")
         if not isinstance(message, str):
             return {"code": error.get("code"), "message": "upstream error"}
-        text = self.redactor.text(self.sanitiser.clean(message[:2000]).text).text
+        text = self._clean_text(message[:2000])
         if self.detector.scan(text).flagged:
             text = "upstream error (message withheld: it looks like a prompt injection)"
         return {"code": error.get("code"), "message": text}
@@ -253,7 +260,8 @@ class Gateway:
         items = {kind: getattr(listing, kind) for kind in LIST_METHODS}
         screening = self.screen.screen(items, lambda kind, raw: self._exposed(name, kind, raw))
         for kind, definitions in items.items():
-            setattr(listing, kind, definitions)
+            # Metadata is client-visible text too: no held secret or known secret format is listed.
+            setattr(listing, kind, [rewrite_json(d, self._redact_text) for d in definitions])
         self.quarantine[name] = {f.exposed: f for f in screening.flagged}
         for flag in screening.flagged:
             self.auditor.lifecycle(f"definition flagged: {flag.exposed}", {
@@ -505,4 +513,5 @@ class Gateway:
                                      timeout=self.config.gateway.call_timeout_seconds, caller=ex.caller)
         if "error" in reply:
             raise UpstreamRpcError(self.clean_error(reply["error"]) if isinstance(reply["error"], dict) else {})
-        return plain_result(reply.get("result") or {})
+        # Completions are upstream text a client shows: hidden content and secrets go, as in results.
+        return rewrite_result(plain_result(reply.get("result") or {}), self._clean_text)

@@ -118,6 +118,14 @@ async def test_secrets_never_reach_the_client_or_the_audit_trail(gw: Running, to
     assert token not in trail
 
 
+async def test_held_secrets_never_appear_in_listed_metadata(gw: Running, token: str) -> None:
+    async with gw.client("legacy") as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert "up.status" in tools
+    assert token not in (tools["up.status"].description or "")
+    assert "[REDACTED]" in (tools["up.status"].description or "")
+
+
 async def test_poisoned_definitions_are_withheld_and_refused(gw: Running) -> None:
     async with gw.client("legacy") as client:
         names = {t.name for t in (await client.list_tools()).tools}
