@@ -1,0 +1,1 @@
+"""gatehold scan: an offline scanner for MCP servers and client configurations."""

@@ -1,0 +1,1 @@
+"""Report formats: text (rich), JSON and SARIF 2.1.0."""

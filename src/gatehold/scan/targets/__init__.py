@@ -1,0 +1,1 @@
+"""Target loaders: each turns what the user named into ServerSnapshot objects."""
