@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gatehold.policy.provenance import extract, values_in
+from gatehold.policy.provenance import extract, is_date, values_in
 
 
 def test_kinds_are_extracted_and_normalised() -> None:
@@ -27,6 +27,14 @@ def test_plain_prose_gives_nothing() -> None:
     assert set(extract("Lunch with the team on Friday at noon; bring the slides.")) == set()
     # Short numbers and file names are not values.
     assert set(extract("Page 12 of report.pdf, 3 items")) == set()
+
+
+def test_dates_are_not_phone_numbers() -> None:
+    # A date identifies nobody: "2024-05-19 12:00" must not become the value 2024051912.
+    text = "Lunch on 2024-05-19 12:00, review 19.05.2024, due 05-19-2024; call +1 202-555-0123."
+    assert set(extract(text)) == {"+12025550123"}
+    assert all(map(is_date, ["2022-04-01", "2024-05-19 12", "31.12.2024"]))
+    assert not any(map(is_date, ["2024-13-01", "555-123-4567", "0612345678"]))
 
 
 def test_arguments_are_walked() -> None:
@@ -91,7 +99,7 @@ def _old_extract(text: str) -> Iterator[str]:
         yield m.group().replace(" ", "")
     for m in _OLD_PHONE.finditer(text):
         digits = re.sub(r"\D", "", m.group())
-        if 8 <= len(digits) <= 15:
+        if 8 <= len(digits) <= 15 and not is_date(m.group()):
             yield ("+" if m.group().startswith("+") else "") + digits
     for m in _OLD_NUMBER.finditer(text):
         yield m.group()

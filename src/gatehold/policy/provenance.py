@@ -9,7 +9,9 @@ kind, never as free text, so that matching is exact and cheap:
   slash dropped) and their hosts, bare ``www.`` hosts and bare domains under common top-level
   domains;
 - IBANs (spaces dropped, upper-cased), phone numbers (8+ digits, separators dropped) and other
-  numbers of 5+ digits (account numbers, one-time codes);
+  numbers of 5+ digits (account numbers, one-time codes); a date written with separators
+  (``2024-05-19``, ``19.05.2024``, with or without an hour after it) is not a phone number: dates
+  are shared by everyone and identify nobody, so they are not remembered;
 - long tokens: 16+ characters of letters, digits and ``_-+/=`` with both letters and digits.
 
 The same extraction runs on arguments (every string, and integers), so a value matches whatever
@@ -38,6 +40,7 @@ _PHONE = re.compile(r"(?<![\w+])\+?\d[\d ().-]{6,20}\d(?!\w)")
 _NUMBER = re.compile(r"(?<![\w.])\d{5,32}(?![\w])")
 _TOKEN = re.compile(r"(?<![\w+/=-])[A-Za-z0-9_+/=-]{16,256}(?![\w+/=-])")
 _TRAILING = ".,;:!?'\"/"
+_DATE = re.compile(r"(?:(\d{4})([-.])(\d{1,2})\2(\d{1,2})|(\d{1,2})([-.])(\d{1,2})\6(\d{4}))(?: \d{1,2})?")
 
 # The patterns above say what a value is; extract() runs each only where it can match. Run over a
 # whole text, a pattern that opens with a lookbehind is tried at every position. Instead the text is
@@ -214,9 +217,22 @@ def _phones(text: str, shadow: bytes, classes: bytes, digits: bytes) -> Iterator
         if limit > at and digits.count(b"d", at, limit) >= 8:
             for m in _PHONE.finditer(text, at, end + 1):
                 number = m.group().translate(_PHONE_SEPARATORS)  # what is left is \d
-                if 8 <= len(number) <= 15:
+                if 8 <= len(number) <= 15 and not is_date(m.group()):
                     yield ("+" if m.group().startswith("+") else "") + number
         at = classes.find(b"pppppppp", end)
+
+
+def is_date(text: str) -> bool:
+    """Whether ``text`` is a calendar date with separators (year first or last), maybe with an hour."""
+    m = _DATE.fullmatch(text)
+    if m is None:
+        return False
+    if m.group(1) is not None:
+        month, day = int(m.group(3)), int(m.group(4))
+    else:
+        first, second = int(m.group(5)), int(m.group(7))
+        month, day = (first, second) if first <= 12 and second > 12 else (second, first)
+    return 1 <= month <= 12 and 1 <= day <= 31
 
 
 def _numbers(text: str, digits: bytes) -> Iterator[str]:
