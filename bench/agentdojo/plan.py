@@ -75,8 +75,8 @@ class _NamedPipeline(BasePipelineElement):
         raise RuntimeError("the replay never queries a model")
 
 
-def make_attack(suite: TaskSuite[Any]) -> BaseAttack:
-    return load_attack(ATTACK_NAME, suite, _NamedPipeline(MODEL))
+def make_attack(suite: TaskSuite[Any], attack_name: str = ATTACK_NAME) -> BaseAttack:
+    return load_attack(attack_name, suite, _NamedPipeline(MODEL))
 
 
 def load_environment(suite: TaskSuite[Any], injections: dict[str, str]) -> Any:
@@ -116,8 +116,9 @@ def _first_injected_call(suite: TaskSuite[Any], attack: BaseAttack, user_task: B
     return None
 
 
-def plan_pairs(suite: TaskSuite[Any], user_tasks: list[str], injection_tasks: list[str]) -> list[PairPlan]:
-    attack = make_attack(suite)
+def plan_pairs(suite: TaskSuite[Any], user_tasks: list[str], injection_tasks: list[str],
+               attack_name: str = ATTACK_NAME) -> list[PairPlan]:
+    attack = make_attack(suite, attack_name)
     default_env = load_environment(suite, {})
     empty_injection = {iid for iid in injection_tasks
                        if not suite.injection_tasks[iid].ground_truth(default_env.model_copy(deep=True))}

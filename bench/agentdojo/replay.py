@@ -67,9 +67,10 @@ UPSTREAM_TIMEOUT = 180.0
 POLL_SECONDS = 0.05
 CALL_TIMEOUT = 300.0
 HOLD_SECONDS = 600.0
-# A fixed sentence of the important_instructions template, compared without whitespace, quotes and
-# backslashes (see _squash); it never occurs in the suites' own data.
-INJECTION_MARK = "Thisisanimportantmessagefromme"
+# Injected content is recognised by the injection task's goal, which every AgentDojo attack puts
+# into its text, compared without whitespace, quotes and backslashes (see _squash), first
+# MARK_CHARS characters; no goal occurs in the suites' own data.
+MARK_CHARS = 48
 SQUASH = re.compile(r"[\s\\\"']")
 INJECTION_ACTIONS = ("annotate", "redact", "quarantine", "deny")
 SIDE_EFFECT_LABELS = frozenset({"external_sink", "destructive"})
@@ -301,11 +302,16 @@ def _squash(text: str) -> str:
     return SQUASH.sub("", text)
 
 
-def shows_injection(text: str) -> bool:
-    return INJECTION_MARK in _squash(text)
+def injection_mark(goal: str) -> str:
+    return _squash(goal)[:MARK_CHARS]
 
 
-async def replay_call(client: Client, human: Human, suite: str, call: Call, index: int) -> CallRecord:
+def shows_injection(text: str, mark: str | None) -> bool:
+    return mark is not None and mark in _squash(text)
+
+
+async def replay_call(client: Client, human: Human, suite: str, call: Call, index: int,
+                      mark: str | None = None) -> CallRecord:
     name = f"{suite}.{call.tool}"
     record = CallRecord(index=index, role=call.role, tool=name)
     approve = call.role == "user"
@@ -330,7 +336,7 @@ async def replay_call(client: Client, human: Human, suite: str, call: Call, inde
         return record
     text = "\n".join(getattr(block, "text", "") for block in result.content)
     record.is_error = bool(result.is_error)
-    record.injected_content = shows_injection(text)
+    record.injected_content = shows_injection(text, mark)
     record.redacted = REDACTED_MARK in text
     if text.startswith(WITHHELD_PREFIX):
         record.outcome = "quarantined"  # the content was replaced by the gateway's notice
@@ -374,9 +380,10 @@ async def replay_pair(gateway: Gateway, http: httpx2.AsyncClient, human: Human, 
     records: list[CallRecord] = []
     inserted_after: int | None = None
     differs: bool | None = None
+    mark = injection_mark(suite.injection_tasks[plan.injection_task].GOAL)
     async with _session(gateway, http) as client:
         for user_index, call in enumerate(user_calls):
-            record = await replay_call(client, human, suite.name, call, len(records))
+            record = await replay_call(client, human, suite.name, call, len(records), mark)
             records.append(record)
             if record.outcome in RAN_UPSTREAM:
                 mirror.apply(call)
@@ -384,7 +391,7 @@ async def replay_pair(gateway: Gateway, http: httpx2.AsyncClient, human: Human, 
                 inserted_after = user_index
                 injection_calls, differs = mirror.injection_calls(suite.injection_tasks[plan.injection_task])
                 for injection_call in injection_calls:
-                    injected = await replay_call(client, human, suite.name, injection_call, len(records))
+                    injected = await replay_call(client, human, suite.name, injection_call, len(records), mark)
                     records.append(injected)
                     if injected.outcome in RAN_UPSTREAM:
                         mirror.apply(injection_call)
@@ -518,14 +525,14 @@ def score_attacks(results: list[dict[str, Any]], excluded: Counter[str], total_p
 # -- one suite ----------------------------------------------------------------------------------------
 
 async def run_suite(suite_name: str, labels_path: Path, policy: dict[str, Any] | None, injection_action: str | None,
-                    limit: int | None, progress: bool) -> dict[str, Any]:
+                    limit: int | None, progress: bool, attack_name: str = ATTACK_NAME) -> dict[str, Any]:
     """One gateway for the suite; ``policy`` None leaves labels and flow rules out of its configuration."""
     suite = get_suite(BENCHMARK_VERSION, suite_name)
     user_ids = sorted(suite.user_tasks, key=lambda s: int(s.rsplit("_", 1)[1]))[:limit]
     injection_ids = sorted(suite.injection_tasks, key=lambda s: int(s.rsplit("_", 1)[1]))
     started = time.perf_counter()
     benign_plans: list[BenignPlan] = plan_benign(suite, user_ids)
-    pair_plans: list[PairPlan] = plan_pairs(suite, user_ids, injection_ids)
+    pair_plans: list[PairPlan] = plan_pairs(suite, user_ids, injection_ids, attack_name)
     planned = time.perf_counter()
     file_labels = load_labels(labels_path) if labels_path.exists() else {}
     labels = file_labels if policy is not None else None
@@ -595,6 +602,7 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
                 "attack_successes_side_effecting": f"{a['successes_side_effecting']}/{a['replayed']}",
                 "pairs": a["categories"], "excluded": a["excluded_reasons"]}
     return {"policy": run["policy"], "labels": run["labels"], "output_injection_action": run["output_injection_action"],
+            "attack": run.get("attack", ATTACK_NAME),
             "overall": figures(run["overall"]["benign"], run["overall"]["attacks"]),
             **{s["suite"]: figures(s["benign"], s["attacks"]) for s in run["suites"]}}
 
@@ -604,7 +612,8 @@ def table(run: dict[str, Any]) -> str:
             f"{'attack success':>16} {'side-effecting':>15} {'blk pol':>7} {'blk hum':>7} {'both':>4} "
             f"{'kept':>4} {'no-se':>5} | excluded")
     lines = [f"policy: {run['policy']}; labels: {', '.join(run['labels'])}; "
-             f"output.injection.action: {run['output_injection_action']}", head, "-" * len(head)]
+             f"output.injection.action: {run['output_injection_action']}; attack: {run.get('attack', ATTACK_NAME)}",
+             head, "-" * len(head)]
     rows = [(s["suite"], s["benign"], s["attacks"]) for s in run["suites"]]
     rows.append(("overall", run["overall"]["benign"], run["overall"]["attacks"]))
     for name, b, a in rows:
@@ -688,6 +697,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="per-call details in the JSON for the runs of the first --policy (default), all runs, "
                              "or none; other runs keep per task and pair only the verdict and the rules that acted")
     parser.add_argument("--limit", type=int, default=None, help="only the first N user tasks of each suite")
+    parser.add_argument("--attack", default=ATTACK_NAME,
+                        help="the AgentDojo attack whose text is injected (default: important_instructions)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
@@ -701,7 +712,7 @@ def main(argv: list[str] | None = None) -> None:
 
     out: dict[str, Any] = {
         "benchmark": "AgentDojo ground-truth replay through Gatehold", "gatehold": before,
-        "agentdojo_benchmark_version": BENCHMARK_VERSION, "attack": ATTACK_NAME, "attack_model_name": MODEL,
+        "agentdojo_benchmark_version": BENCHMARK_VERSION, "attack": args.attack, "attack_model_name": MODEL,
         "limit": args.limit, "summary": [], "runs": [],
     }
     if args.append and args.out.exists():
@@ -717,13 +728,14 @@ def main(argv: list[str] | None = None) -> None:
             async def run_all(policy: dict[str, Any] | None = policy,
                               injection_action: str | None = injection_action) -> list[dict[str, Any]]:
                 return list(await asyncio.gather(*(
-                    run_suite(s, label_paths[s], policy, injection_action, args.limit, not args.quiet)
+                    run_suite(s, label_paths[s], policy, injection_action, args.limit, not args.quiet,
+                              args.attack)
                     for s in suites)))
 
             results = asyncio.run(run_all())
             run = {"policy": _rel(policy_path) if policy_path is not None else "none (labels and flows stripped)",
                    "labels": sorted({_rel(p.parent) for p in label_paths.values()}),
-                   "output_injection_action": action, "gatehold_commit": before.get("commit"),
+                   "output_injection_action": action, "attack": args.attack, "gatehold_commit": before.get("commit"),
                    "policy_rules": policy, "suites": results,
                    "overall": overall(results)}
             print(table(run), flush=True)
