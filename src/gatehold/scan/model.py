@@ -68,7 +68,7 @@ class Finding:
         """Stable across runs while the problem is the same; baselines refer to findings by it."""
         parts = (self.check, self.location.kind, self.location.qualified_name, self.location.field or "",
                  self.location.file or "" if self.location.kind == "config" else "", self.evidence)
-        return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+        return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
