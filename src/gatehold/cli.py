@@ -397,8 +397,9 @@ def explain(config_path: str | None, db: str | None, jsonl: str | None, correlat
 
 def _register_operator_commands() -> None:
     from gatehold.cli_ops import approvals, kill, revive
+    from gatehold.scan.command import scan
 
-    for command in (approvals, kill, revive):
+    for command in (approvals, kill, revive, scan):
         main.add_command(command)
 
 
