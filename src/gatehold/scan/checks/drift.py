@@ -31,15 +31,16 @@ DRIFT = CheckInfo(
         "the model follows whatever the description says now. Any change to a name, description, schema "
         "or annotation needs a human to look at it again."
     ),
-    remediation="Review the difference; if it is intended, update the lockfile (gatehold pin), otherwise "
-                "remove the server. Gatehold quarantines changed definitions until the new digest is accepted.",
+    remediation="Review the difference; if it is intended, update the lockfile (gatehold scan --lockfile FILE "
+                "--update-lockfile), otherwise remove the server.",
 )
 ADDED = CheckInfo(
     id="definition-added",
     title="A definition is not in the lockfile",
     severity="medium",
     rationale="A tool, prompt or resource that appeared after the server was pinned has never been reviewed.",
-    remediation="Review the new definition and pin it (gatehold pin), or remove the server.",
+    remediation="Review the new definition and pin it (gatehold scan --lockfile FILE --update-lockfile), or "
+                "remove the server.",
 )
 REMOVED = CheckInfo(
     id="definition-removed",
@@ -49,14 +50,15 @@ REMOVED = CheckInfo(
         "A definition that disappeared may have been renamed (check the new name is not an imitation) or "
         "the server may have changed more than its version suggests."
     ),
-    remediation="Confirm the removal is intended and update the lockfile (gatehold pin).",
+    remediation="Confirm the removal is intended and update the lockfile (gatehold scan --lockfile FILE "
+                "--update-lockfile).",
 )
 UNPINNED = CheckInfo(
     id="server-unpinned",
     title="A server is not in the lockfile",
     severity="low",
     rationale="A server without pinned definitions can change its tool descriptions at any time unnoticed.",
-    remediation="Pin the server's definitions and launch command (gatehold pin).",
+    remediation="Pin the server's definitions and launch command (gatehold scan --lockfile FILE --update-lockfile).",
 )
 COMMAND = CheckInfo(
     id="command-changed",
@@ -67,7 +69,8 @@ COMMAND = CheckInfo(
         "the tool calls. A changed package, version, argument or host means a different server than the "
         "one that was reviewed."
     ),
-    remediation="Review the new command or URL; if it is intended, update the lockfile (gatehold pin).",
+    remediation="Review the new command or URL; if it is intended, update the lockfile (gatehold scan --lockfile FILE "
+                "--update-lockfile).",
 )
 CHECKS: tuple[CheckInfo, ...] = (DRIFT, ADDED, REMOVED, UNPINNED, COMMAND)
 
