@@ -48,11 +48,11 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 import httpx
 import orjson
 
-from gatehold.auth.outbound import is_loopback_host
 from gatehold.catalog import LIST_METHODS
 from gatehold.config import HttpUpstream, StdioUpstream
 from gatehold.errors import ConfigError, UpstreamFailed
 from gatehold.output.secrets import SecretRedactor
+from gatehold.scan.checks.transport import is_loopback_url
 from gatehold.scan.model import Launch, ServerSnapshot, TransportProbe
 from gatehold.scan.targets.errors import TargetError
 from gatehold.upstream.base import CLIENT_INFO, LATEST_LEGACY_VERSION, MODERN_VERSION, UpstreamClient
@@ -205,7 +205,7 @@ async def list_http(name: str | None, url: str, *, bearer: str | None,
         version = connected.protocol_version if connected is not None else None
         metadata = await _resource_metadata(http, parts)
         origin = await _origin_rejected(http, url, version, bearer)
-    probe = TransportProbe(url=url, tls=parts.scheme == "https", loopback=is_loopback_host(parts.hostname or ""),
+    probe = TransportProbe(url=url, tls=parts.scheme == "https", loopback=is_loopback_url(url),
                            unauthenticated_list=unauthenticated_list, auth_challenge=challenged,
                            resource_metadata=metadata, origin_rejected=origin, protocol_version=version)
     snapshot = ServerSnapshot(name=name, source="http", launch=Launch(url=url), transport=probe)
