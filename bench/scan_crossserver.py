@@ -17,6 +17,14 @@ corpus rows are regrouped into servers first:
   benign row is also flagged when it is the original an impostor collides with (a shadowing or a
   duplicated description is reported on both sides, since the scanner cannot know which is the copy);
   this view shows what the checks flag when no impostor is present.
+* ``--pinned``: the two first views again, with a lockfile that pins the clean servers of each source
+  as they are listed. This is the setting of a user who reviewed and pinned the servers they installed
+  and then added another: the lockfile tells the scanner which side of a collision is the original.
+  The pinned set is an input of the measurement, taken from the corpus labels (the benign rows), so
+  these figures say what the checks do once a lockfile exists, not how well they guess without one.
+* ``--with-text``: the text checks of one definition (``tool-poisoning``, ``suspicious-parameter``,
+  module ``gatehold.scan.checks.poisoning``) run in the same scans, so the figures are those of the
+  scanner's poisoning-class checks together.
 
 A row is flagged when a finding of one of the checks points at its tool (or, for a server-name
 finding, at its server). Figures are per source and attack: caught / malicious rows, and benign rows
@@ -32,8 +40,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gatehold.scan.checks import shadowing
-from gatehold.scan.model import Finding, ScanInput, ServerSnapshot
+from gatehold.scan.checks import poisoning, shadowing
+from gatehold.scan.lockfile import definitions_of
+from gatehold.scan.model import Finding, Lockfile, PinnedServer, ScanInput, ServerSnapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPORA = ROOT.parent / "shared" / "corpora"
@@ -81,8 +90,25 @@ def flagged_rows(rows: Sequence[Row], findings: Iterable[Finding]) -> dict[str, 
     return out
 
 
-def run_agent(servers: Sequence[ServerSnapshot]) -> list[Finding]:
-    return list(shadowing.run(ScanInput(servers=tuple(servers))))
+def pin(servers: Iterable[ServerSnapshot]) -> Lockfile:
+    """A lockfile that pins ``servers`` exactly as they are listed."""
+    return Lockfile(path="<corpus>", servers={
+        s.name: PinnedServer(command=None, url=None, definitions=definitions_of(s)) for s in servers if s.name})
+
+
+WITH_TEXT = False  # set by --with-text: run the poisoning checks in the same scans
+
+
+def run_agent(servers: Sequence[ServerSnapshot], lockfile: Lockfile | None = None) -> list[Finding]:
+    scan = ScanInput(servers=tuple(servers), lockfile=lockfile)
+    found = list(shadowing.run(scan))
+    if WITH_TEXT:
+        found.extend(poisoning.run(scan))
+    return found
+
+
+def clean_servers(rows: Iterable[Row], servers: Mapping[str, ServerSnapshot]) -> list[ServerSnapshot]:
+    return [servers[n] for n in dict.fromkeys(snapshot_name(r) for r in rows if r["attack"] is None)]
 
 
 def report(title: str, rows: Sequence[Row], flagged: Mapping[str, set[str]]) -> dict[str, Any]:
@@ -113,32 +139,36 @@ def report(title: str, rows: Sequence[Row], flagged: Mapping[str, set[str]]) -> 
     return figures
 
 
-def measure_grouped(corpora: Path = DEFAULT_CORPORA) -> dict[str, Any]:
+def measure_grouped(corpora: Path = DEFAULT_CORPORA, pinned: bool = False) -> dict[str, Any]:
     """Each (server, attack) group is a server; all servers of one source are one agent."""
     rows = load(corpora)
     flagged: dict[str, set[str]] = defaultdict(set)
     for source in sorted({r["source"] for r in rows}):
         mine = [r for r in rows if r["source"] == source]
-        for row_id, checks in flagged_rows(mine, run_agent(list(snapshots(mine).values()))).items():
+        servers = snapshots(mine)
+        lockfile = pin(clean_servers(mine, servers)) if pinned else None
+        for row_id, checks in flagged_rows(mine, run_agent(list(servers.values()), lockfile)).items():
             flagged[row_id] |= checks
-    return report("grouped: one agent per source", rows, flagged)
+    return report("grouped: one agent per source" + (", clean servers pinned" if pinned else ""), rows, flagged)
 
 
-def measure_one_variant(corpora: Path = DEFAULT_CORPORA) -> dict[str, Any]:
+def measure_one_variant(corpora: Path = DEFAULT_CORPORA, pinned: bool = False) -> dict[str, Any]:
     """Each attack variant in an agent with the clean servers of its source, and no other variant."""
     rows = load(corpora)
     flagged: dict[str, set[str]] = defaultdict(set)
     for source in sorted({r["source"] for r in rows}):
         mine = [r for r in rows if r["source"] == source]
         servers = snapshots(mine)
-        clean = [servers[n] for n in dict.fromkeys(snapshot_name(r) for r in mine if r["attack"] is None)]
+        clean = clean_servers(mine, servers)
+        lockfile = pin(clean) if pinned else None
         variants = [s for name, s in servers.items() if all(c.name != name for c in clean)]
         for agent in [[*clean, v] for v in variants] or [clean]:
             names = {s.name for s in agent}
             group = [r for r in mine if snapshot_name(r) in names]
-            for row_id, checks in flagged_rows(group, run_agent(agent)).items():
+            for row_id, checks in flagged_rows(group, run_agent(agent, lockfile)).items():
                 flagged[row_id] |= checks
-    return report("one variant at a time: the clean servers of a source plus one attack variant", rows, flagged)
+    title = "one variant at a time: the clean servers of a source plus one attack variant"
+    return report(title + (", clean servers pinned" if pinned else ""), rows, flagged)
 
 
 def measure_clean(corpora: Path = DEFAULT_CORPORA) -> dict[str, Any]:
@@ -155,12 +185,23 @@ def measure_clean(corpora: Path = DEFAULT_CORPORA) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
+    parser.add_argument("--pinned", action="store_true",
+                        help="also measure with a lockfile that pins the clean servers of each source")
+    parser.add_argument("--with-text", action="store_true",
+                        help="run the text checks (tool-poisoning, suspicious-parameter) in the same scans")
     args = parser.parse_args(argv)
+    global WITH_TEXT
+    WITH_TEXT = args.with_text
     measure_grouped(args.corpora)
     print()
     measure_one_variant(args.corpora)
     print()
     measure_clean(args.corpora)
+    if args.pinned:
+        print()
+        measure_grouped(args.corpora, pinned=True)
+        print()
+        measure_one_variant(args.corpora, pinned=True)
 
 
 if __name__ == "__main__":

@@ -369,3 +369,22 @@ def test_a_gatehold_config_is_scanned_statically_and_its_upstreams_need_consent(
     no_traceback(refused)
     assert refused.returncode == 2
     assert f"error: {bad}: invalid gatehold configuration: upstreams.mail" in refused.stderr
+
+
+def test_a_lockfile_tells_the_copy_from_the_original(tmp_path: Path) -> None:
+    original = {"name": "search_articles", "description": "Search for articles on PubMed by key words and return "
+                "their metadata.", "inputSchema": {"type": "object", "properties": {}}}
+    copy = {**original, "name": "search_articles_v1"}
+    installed = write_json(tmp_path / "installed.json", {"pubmed": {"tools": [original]}})
+    lock = tmp_path / "gatehold-scan.lock"
+    pinned = scan("--tools-json", installed, "--lockfile", str(lock), "--update-lockfile", "--fail-on", "none")
+    assert pinned.returncode == 0, pinned.stderr
+    both = write_json(tmp_path / "both.json", {"pubmed": {"tools": [original]}, "papers": {"tools": [copy]}})
+    unpinned = checks_of(report(scan("--tools-json", both, "--format", "json", "--fail-on", "none")))
+    assert {("duplicate-description", "pubmed.search_articles"),
+            ("duplicate-description", "papers.search_articles_v1")} <= unpinned
+    with_lock = checks_of(report(scan("--tools-json", both, "--lockfile", str(lock), "--format", "json",
+                                      "--fail-on", "none")))
+    collisions = {f for f in with_lock if f[0] in {"duplicate-description", "lookalike-name", "tool-shadowing"}}
+    assert collisions == {("duplicate-description", "papers.search_articles_v1"),
+                          ("lookalike-name", "papers.search_articles_v1")}

@@ -9,6 +9,13 @@ description under a new name (``duplicate-description``).
 Which servers one agent reaches comes from :attr:`ScanInput.agents`; with none given, every server of
 the scan counts as one agent. Servers that no agent names form one agent of their own. Only definitions
 of servers that were listed are compared; two entries with the same server name are one server.
+
+A collision has two sides, and without more context the scanner cannot tell the impostor from the
+original, so both are reported. A lockfile is that context: a tool whose definition is pinned in it,
+unchanged, was reviewed when it was pinned. When one side of a shadowing, a look-alike or a duplicated
+description is pinned and the other is not, only the side that is not pinned is reported (it arrived
+later, or changed since), and the message names the pinned original. When both sides or neither are
+pinned, both are reported as before.
 """
 
 from __future__ import annotations
@@ -16,13 +23,14 @@ from __future__ import annotations
 import itertools
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from gatehold.output.normalise import normalise
+from gatehold.output.screen import definition_digest
 from gatehold.output.secrets import SecretRedactor
-from gatehold.scan.model import CheckInfo, Finding, ScanInput, ServerSnapshot
+from gatehold.scan.model import CheckInfo, Finding, Lockfile, ScanInput, ServerSnapshot
 
 __all__ = ["CHECKS", "Agent", "agents", "name_tokens", "run"]
 
@@ -79,8 +87,8 @@ DUPLICATE = CheckInfo(
     severity="low",
     rationale=(
         "An identical description under another name in another server may be a copy made to be "
-        "picked instead of the original. The scanner cannot tell which of the two is the copy, so both "
-        "are reported."
+        "picked instead of the original. Without a lockfile the scanner cannot tell which of the two is "
+        "the copy, so both are reported; with one, only the side that is not pinned is."
     ),
     remediation=(
         "Confirm that both servers are the ones you meant to install; if one is a copy, remove it. "
@@ -140,12 +148,47 @@ def _one_per_name(servers: Iterable[ServerSnapshot]) -> tuple[ServerSnapshot, ..
 
 def run(scan: ScanInput) -> Iterable[Finding]:
     seen: dict[tuple[str, str], Finding] = {}
+    pins = _Pins(scan.lockfile)
     for agent in agents(scan):
         listed = [s for s in agent.servers if s.listed]
-        for finding in (*_shadowing(listed), *_lookalikes(agent.servers, listed), *_references(listed),
-                        *_duplicates(listed)):
+        for finding in (*_shadowing(listed, pins), *_lookalikes(agent.servers, listed, pins),
+                        *_references(listed), *_duplicates(listed, pins)):
             seen.setdefault((finding.fingerprint, finding.message), finding)
     return list(seen.values())
+
+
+class _Pins:
+    """Which tools and servers the lockfile vouches for: pinned, and unchanged since.
+
+    Without a lockfile nothing is pinned, so every collision is reported on both sides.
+    """
+
+    def __init__(self, lockfile: Lockfile | None):
+        self._servers = lockfile.servers if lockfile is not None else {}
+        self._digests: dict[tuple[int, str], str] = {}
+
+    def tool(self, server: ServerSnapshot, name: str) -> bool:
+        pinned = self._servers.get(server.name) if server.name is not None else None
+        if pinned is None:
+            return False
+        want = pinned.definitions.get(f"tool:{name}")
+        if want is None:
+            return False
+        key = (id(server), name)
+        if key not in self._digests:
+            definition = next((t for n, t in _tools(server) if n == name), None)
+            self._digests[key] = definition_digest(dict(definition)) if definition is not None else ""
+        return self._digests[key] == want
+
+    def server(self, server: ServerSnapshot) -> bool:
+        return server.name is not None and server.name in self._servers
+
+
+def _unpinned_side(sides: Sequence[tuple[ServerSnapshot, bool]]) -> list[ServerSnapshot]:
+    """The servers of a collision to report: the ones not pinned when some side is pinned, else all."""
+    if any(pinned for _, pinned in sides) and not all(pinned for _, pinned in sides):
+        return [server for server, pinned in sides if not pinned]
+    return [server for server, _ in sides]
 
 
 def _server_label(server: ServerSnapshot) -> str:
@@ -162,7 +205,7 @@ def _tools(server: ServerSnapshot) -> Iterator[tuple[str, Mapping[str, Any]]]:
 # ---------------------------------------------------------------------------------------------- shadowing
 
 
-def _shadowing(servers: Sequence[ServerSnapshot]) -> Iterator[Finding]:
+def _shadowing(servers: Sequence[ServerSnapshot], pins: _Pins) -> Iterator[Finding]:
     offered: dict[str, list[ServerSnapshot]] = defaultdict(list)
     for server in servers:
         for name in dict.fromkeys(name for name, _ in _tools(server)):
@@ -171,8 +214,10 @@ def _shadowing(servers: Sequence[ServerSnapshot]) -> Iterator[Finding]:
         if len(owners) < 2:
             continue
         everyone = ", ".join(sorted(_server_label(s) for s in owners))
-        for server in owners:
-            others = ", ".join(sorted(_server_label(s) for s in owners if s is not server))
+        pinned = {id(s) for s in owners if pins.tool(s, name)}
+        for server in _unpinned_side([(s, id(s) in pinned) for s in owners]):
+            others = ", ".join(sorted(_server_label(s) + (" (pinned in the lockfile)" if id(s) in pinned else "")
+                                      for s in owners if s is not server))
             yield Finding(
                 check=SHADOWING.id, severity=SHADOWING.severity,
                 message=(f"tool {name!r} of server {_server_label(server)!r} is also offered by {others}: a "
@@ -308,9 +353,30 @@ def _judge(a: _Entry, b: _Entry) -> Iterator[tuple[_Entry, _Entry, str]]:
         yield b, a, how
 
 
-def _lookalikes(servers: Sequence[ServerSnapshot], listed: Sequence[ServerSnapshot]) -> Iterator[Finding]:
+def _pinned_first(pairs: Iterable[tuple[_Entry, _Entry, str]], pinned: Callable[[_Entry], bool]
+                  ) -> Iterator[tuple[_Entry, _Entry, str]]:
+    """The judged (imitator, original) pairs, with the lockfile's word taken over the names' shape.
+
+    When exactly one side of a pair is pinned, the other side is the imitator, whichever way the names
+    alone were judged; the pair is reported once, on that side.
+    """
+    done: set[tuple[int, int]] = set()
+    for imitator, original, how in pairs:
+        a, b = pinned(imitator), pinned(original)
+        if a == b:
+            yield imitator, original, how
+            continue
+        newcomer, reviewed = (original, imitator) if a else (imitator, original)
+        key = (id(newcomer), id(reviewed))
+        if key not in done:
+            done.add(key)
+            yield newcomer, reviewed, how + "; the original is pinned in the lockfile"
+
+
+def _lookalikes(servers: Sequence[ServerSnapshot], listed: Sequence[ServerSnapshot], pins: _Pins
+                ) -> Iterator[Finding]:
     tools = [_Entry(s, _Name.of(name)) for s in listed for name in dict.fromkeys(n for n, _ in _tools(s))]
-    for imitator, original, how in _imitations(tools):
+    for imitator, original, how in _pinned_first(_imitations(tools), lambda e: pins.tool(e.server, e.name.raw)):
         yield Finding(
             check=LOOKALIKE.id, severity=LOOKALIKE.severity,
             message=(f"tool {imitator.name.raw!r} of server {_server_label(imitator.server)!r} imitates tool "
@@ -318,7 +384,7 @@ def _lookalikes(servers: Sequence[ServerSnapshot], listed: Sequence[ServerSnapsh
             location=imitator.server.at("tool", imitator.name.raw, "name"),
             evidence=f"{imitator.name.raw} ~ {_server_label(original.server)}.{original.name.raw}")
     named = [_Entry(s, _Name.of(s.name)) for s in servers if s.name]
-    for imitator, original, how in _imitations(named):
+    for imitator, original, how in _pinned_first(_imitations(named), lambda e: pins.server(e.server)):
         yield Finding(
             check=LOOKALIKE.id, severity=LOOKALIKE.severity,
             message=f"server name {imitator.name.raw!r} imitates server {original.name.raw!r} ({how})",
@@ -428,7 +494,7 @@ def _references(servers: Sequence[ServerSnapshot]) -> Iterator[Finding]:
 # ---------------------------------------------------------------------------------------------- duplicates
 
 
-def _duplicates(servers: Sequence[ServerSnapshot]) -> Iterator[Finding]:
+def _duplicates(servers: Sequence[ServerSnapshot], pins: _Pins) -> Iterator[Finding]:
     by_text: dict[str, list[tuple[ServerSnapshot, str]]] = defaultdict(list)
     for server in servers:
         for name, tool in _tools(server):
@@ -438,13 +504,19 @@ def _duplicates(servers: Sequence[ServerSnapshot]) -> Iterator[Finding]:
                 if len(flat) >= _MIN_DUPLICATE:
                     by_text[flat].append((server, name))
     for flat, holders in by_text.items():
+        pinned = {(id(s), n) for s, n in holders if pins.tool(s, n)}
         for server, name in holders:
-            others = sorted({f"{_server_label(s)}.{n}" for s, n in holders if s.name != server.name and n != name})
-            if not others:
+            rivals = [(s, n) for s, n in holders if s.name != server.name and n != name]
+            if not rivals:
                 continue
+            if (id(server), name) in pinned and any((id(s), n) not in pinned for s, n in rivals):
+                continue  # the reviewed original of a copy that is not pinned: the copy is reported
+            others = sorted({f"{_server_label(s)}.{n}" for s, n in rivals})
+            marked = sorted({f"{_server_label(s)}.{n}" + (" (pinned in the lockfile)" if (id(s), n) in pinned else "")
+                             for s, n in rivals})
             yield Finding(
                 check=DUPLICATE.id, severity=DUPLICATE.severity,
-                message=(f"tool {_server_label(server)}.{name} has the same description as {', '.join(others)} "
+                message=(f"tool {_server_label(server)}.{name} has the same description as {', '.join(marked)} "
                          f"under a different name"),
                 location=server.at("tool", name, "description"),
-                evidence=_excerpt(flat, 0, 0, width=60) + " = " + ", ".join(others))
+                evidence=_excerpt(flat, 0, 0, width=60) + " = " + ", ".join(others))  # the same with or without pins
