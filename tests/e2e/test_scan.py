@@ -324,6 +324,24 @@ def test_http_server_without_auth_is_open_and_ignores_origin() -> None:
     assert result.code == 1, result.explain()  # a foreign Origin with no credential is high
 
 
+def test_a_probe_without_an_answer_makes_the_scan_incomplete() -> None:
+    with served([sys.executable, "-m", "tests.servers.auth_http_server", "--drop-probes"]) as url:
+        result = scan("--format", "json", "--name", "quiet", url)
+    errors = result.report["errors"]
+    assert any("metadata probe got no answer" in e for e in errors), result.explain()
+    assert any("foreign-Origin probe got no answer" in e for e in errors), result.explain()
+    assert "remote-no-auth" in result.checks  # what could be judged is still reported
+    assert "origin-not-validated" not in result.checks
+    assert result.code == 2, result.explain()
+
+
+def test_a_url_without_a_name_is_named_by_its_url() -> None:
+    with served([sys.executable, "-m", "tests.servers.auth_http_server"]) as url:
+        result = scan("--format", "json", url)
+    assert result.report["errors"] == [], result.explain()
+    assert {f["location"]["qualified_name"] for f in result.findings} == {url}, result.explain()
+
+
 def test_http_server_with_auth_passes_the_transport_checks() -> None:
     env = {"AUTH_HTTP_TOKEN": HTTP_TOKEN}
     with served([sys.executable, "-m", "tests.servers.auth_http_server", "--auth"], env) as url:

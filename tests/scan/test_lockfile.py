@@ -44,8 +44,8 @@ def test_pin_document() -> None:
     assert list(document["servers"]) == ["crm", "files"]
 
 
-def test_launch_url_wins_over_the_probe_and_unlisted_servers_get_no_definitions() -> None:
-    server = ServerSnapshot(name="r", source="client-config", listed=False, tools=({"name": "ignored"},),
+def test_launch_url_wins_over_the_probe() -> None:
+    server = ServerSnapshot(name="r", source="client-config", listed=True, tools=(),
                             launch=Launch(url="https://a.example.com/mcp"),
                             transport=TransportProbe(url="https://b.example.com/mcp", tls=True, loopback=False))
     assert lockfile.pin([server])["servers"]["r"] == {"command": None, "url": "https://a.example.com/mcp",
@@ -84,12 +84,16 @@ def test_keep_preserves_servers_not_in_this_scan(tmp_path: Path) -> None:
     assert set(lockfile.load(path).servers) == {"files"}
 
 
-def test_unlisted_server_keeps_its_pinned_definitions_and_gets_its_new_command() -> None:
+def test_a_server_the_scan_did_not_list_is_never_pinned_nor_repinned() -> None:
+    # Not started (no --yes), not contacted (--offline) or failed: its new command is not pinned, since a
+    # pinned command is started without asking next time; its old entry stays exactly as it was.
     existing = Lockfile(path="l", servers={"files": PinnedServer(command=("old",), url=None,
                                                                   definitions={"tool:a": definition_digest({})})})
-    unlisted = ServerSnapshot(name="files", source="client-config", listed=False, launch=Launch(command=("new",)))
+    unlisted = ServerSnapshot(name="files", source="client-config", listed=False, launch=Launch(command=("new",)),
+                              tools=({"name": "ignored"},))
     assert lockfile.pin([unlisted], keep=existing)["servers"]["files"] == {
-        "command": ["new"], "url": None, "definitions": {"tool:a": definition_digest({})}}
+        "command": ["old"], "url": None, "definitions": {"tool:a": definition_digest({})}}
+    assert lockfile.pin([unlisted])["servers"] == {}
 
 
 def test_conflicts_are_refused() -> None:
@@ -104,12 +108,14 @@ def test_conflicts_are_refused() -> None:
 
 def test_a_command_or_url_carrying_a_secret_is_not_written(tmp_path: Path) -> None:
     token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
-    leaky = ServerSnapshot(name="gh", source="client-config", launch=Launch(command=("gh-mcp", "--token", token)))
+    leaky = ServerSnapshot(name="gh", source="client-config", listed=True,
+                           launch=Launch(command=("gh-mcp", "--token", token)))
     with pytest.raises(LockfileError, match="'gh': argument 2 looks like it carries a secret") as caught:
         lockfile.write(tmp_path / "lock.json", [leaky])
     assert token not in str(caught.value)
     assert not (tmp_path / "lock.json").exists()
-    url = ServerSnapshot(name="db", source="client-config", launch=Launch(url="https://user:hunter2pass@h.example/mcp"))
+    url = ServerSnapshot(name="db", source="client-config", listed=True,
+                         launch=Launch(url="https://user:hunter2pass@h.example/mcp"))
     with pytest.raises(LockfileError, match="'db': its URL looks like it carries a secret"):
         lockfile.pin([url])
 

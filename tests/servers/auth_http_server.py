@@ -10,6 +10,9 @@ prints ``URL: http://127.0.0.1:N/mcp`` once it listens. It serves the ``clean`` 
   ``AUTH_HTTP_TOKEN`` environment variable; a request without it gets 401 with a ``WWW-Authenticate``
   challenge naming its RFC 9728 metadata, which it serves at
   ``/.well-known/oauth-protected-resource/mcp``; a foreign ``Origin`` gets 403 before anything else.
+* With ``--drop-probes`` it closes the connection without an answer on a request to
+  ``/.well-known/...`` or with a foreign ``Origin`` (a proxy that drops what it does not know), so a
+  scanner's transport probes get no answer while listing works.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import hmac
 import json
 import os
+import socket
 import sys
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +53,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _dropped(self) -> bool:
+        """With --drop-probes: closes the connection unanswered on a probe, and returns True."""
+        origin = self.headers.get("Origin")
+        foreign = origin is not None and urlsplit(origin).hostname not in LOOPBACK_HOSTS
+        if self.server.drop_probes and (self.path.startswith("/.well-known/") or foreign):
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        return False
+
     def _allowed(self) -> bool:
         """Answers the request (403, 401) and returns False when it may not go on."""
         if not self.server.auth:
@@ -66,6 +80,8 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def do_GET(self) -> None:
+        if self._dropped():
+            return
         if self.path in (METADATA_PATH, "/.well-known/oauth-protected-resource") and self.server.auth:
             port = self.server.server_address[1]
             self._send(200, {"resource": f"http://127.0.0.1:{port}/mcp", "authorization_servers": [ISSUER],
@@ -85,6 +101,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self._dropped():
+            return
         if self.path != "/mcp":
             self._send(404, {"error": "not found"})
             return
@@ -116,21 +134,24 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, auth: bool, token: str) -> None:
+    def __init__(self, auth: bool, token: str, drop_probes: bool = False) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.auth = auth
         self.token = token
+        self.drop_probes = drop_probes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--auth", action="store_true", help="require the bearer token in AUTH_HTTP_TOKEN")
+    parser.add_argument("--drop-probes", action="store_true",
+                        help="close the connection unanswered on /.well-known/ requests and foreign Origins")
     options = parser.parse_args()
     token = os.environ.get("AUTH_HTTP_TOKEN", "")
     if options.auth and not token:
         sys.stderr.write("--auth needs AUTH_HTTP_TOKEN\n")
         sys.exit(2)
-    server = Server(options.auth, token)
+    server = Server(options.auth, token, options.drop_probes)
     sys.stdout.write(f"URL: http://127.0.0.1:{server.server_address[1]}/mcp\n")
     sys.stdout.flush()
     try:

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 
 import click
 
+from gatehold.scan.checks import transport
 from gatehold.scan.model import SEVERITIES, ConfigText, Lockfile, ScanInput, ServerSnapshot, Severity
 from gatehold.scan.targets import client_config, gatehold_config, live, tools_json
 from gatehold.scan.targets.discover import discover as discover_configs
@@ -315,7 +316,7 @@ def _declared(gathered: Gathered, options: Options, server: ServerSnapshot,
             cwd = str(folder / Path(launch.cwd).expanduser()) if launch.cwd else None
             listed = asyncio.run(live.list_stdio(server.name, launch.command, env, cwd, options.timeout))
         elif launch.url:
-            click.echo(f"contacting {who}: {live.shown_url(launch.url)}", err=True)
+            click.echo(f"contacting {who}: {transport.shown_url(launch.url, query=True)}", err=True)
             listed = asyncio.run(live.list_http(server.name, launch.url, bearer=None, timeout=options.timeout))
         else:
             return server
@@ -332,9 +333,12 @@ def _declared(gathered: Gathered, options: Options, server: ServerSnapshot,
 def _url(gathered: Gathered, options: Options, url: str) -> None:
     gathered.targets.append(url)
     if options.offline:
-        gathered.error(f"{live.shown_url(url)}: not contacted (--offline)")
+        gathered.error(f"{transport.shown_url(url, query=True)}: not contacted (--offline)")
         return
-    listed = asyncio.run(live.list_http(options.name, url, bearer=options.bearer, timeout=options.timeout))
+    # A URL given without --name is named by itself (scheme, host, port and path; never credentials or
+    # the query), so its findings, SARIF names and lockfile entry say which server they are about.
+    name = options.name if options.name is not None else transport.shown_url(url)
+    listed = asyncio.run(live.list_http(name, url, bearer=options.bearer, timeout=options.timeout))
     for message in listed.errors:
         gathered.error(message)
     gathered.servers.append(listed.snapshot)

@@ -88,9 +88,10 @@ def load(path: str | Path) -> Lockfile:
 def pin(servers: Sequence[ServerSnapshot], *, keep: Lockfile | None = None) -> dict[str, Any]:
     """The lockfile document for ``servers`` (those with a name).
 
-    A server of ``keep`` absent from ``servers`` keeps its entry. A server present but not listed in
-    this scan gets its current command and URL, and keeps the definitions ``keep`` pinned for it
-    (none if it had none): definitions the scan did not see are neither invented nor dropped.
+    A server of ``keep`` absent from ``servers`` keeps its entry. So does a server present but not
+    listed in this scan (not started for want of ``--yes``, not contacted with ``--offline``, or it
+    failed): a pin says "reviewed as it was listed", and a pinned command is started without asking
+    later, so nothing the scan did not run and list is pinned, neither its definitions nor its command.
     """
     entries: dict[str, dict[str, Any]] = {}
     if keep is not None:
@@ -99,10 +100,9 @@ def pin(servers: Sequence[ServerSnapshot], *, keep: Lockfile | None = None) -> d
     for server in servers:
         if not server.name:
             continue
-        entry = _snapshot(server)
         if not server.listed:
-            old = keep.servers.get(server.name) if keep is not None else None
-            entry["definitions"] = dict(old.definitions) if old is not None else {}
+            continue  # its old entry, if any, stays as it was (see above)
+        entry = _snapshot(server)
         if server.name in fresh and fresh[server.name] != entry:
             raise LockfileError(f"two servers named {server.name!r} differ in this scan; "
                                 "give them distinct names before pinning")

@@ -65,6 +65,15 @@ def test_credentials_and_query_never_reach_the_report() -> None:
     assert shown_url("http://[::1/mcp") == "<unparsable URL>"
 
 
+def test_shown_url_never_shows_user_info_and_keeps_the_query_only_when_asked() -> None:
+    url = "https://user:hunter2@example.com:8443/mcp?session=abc#top"
+    assert shown_url(url) == "https://example.com:8443/mcp"
+    assert shown_url(url, query=True) == "https://example.com:8443/mcp?session=abc"
+    secret = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    assert secret not in shown_url(f"https://example.com/mcp?token={secret}", query=True)
+    assert shown_url("http://[::1/mcp\x1b[2J", query=True).isprintable()
+
+
 def test_unauthenticated_list() -> None:
     (finding,) = scan(remote(None, probe("https://crm.example.com/mcp", unauthenticated_list=True)))
     assert (finding.check, finding.severity) == ("remote-no-auth", "high")

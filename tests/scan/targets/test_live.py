@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gatehold.auth.apikeys import new_api_key
 from gatehold.scan.targets.errors import TargetError
-from gatehold.scan.targets.live import FOREIGN_ORIGIN, MAX_PAGES, child_env, list_http, list_stdio, shown_url
+from gatehold.scan.targets.live import FOREIGN_ORIGIN, MAX_PAGES, child_env, list_http, list_stdio
 from tests.servers.sdk_server import server as sdk_server
 from tests.serving import serve_asgi
 
@@ -406,5 +406,4 @@ async def test_bad_urls_and_bearers_are_refused() -> None:
         await list_http(None, "http://127.0.0.1:1/mcp", bearer="two words", timeout=WAIT)
 
 
-def test_shown_url_drops_user_info() -> None:
-    assert shown_url("https://user:hunter2@example.com/mcp") == "https://example.com/mcp"
+

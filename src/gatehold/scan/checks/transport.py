@@ -92,18 +92,36 @@ def is_loopback_url(url: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
-def shown_url(url: str) -> str:
-    """``url`` fit for a report: scheme, host, port and path, without credentials, query or fragment."""
+def shown_url(url: str, *, query: bool = False) -> str:
+    """``url`` fit to show: scheme, host, port and path, never user info; secrets redacted.
+
+    Reports, server names and lockfile evidence use it as is (no query or fragment, which often carry
+    session ids or tokens). Messages to the operator pass ``query=True`` to keep the query, redacted, so
+    that they can tell two targets apart; an unparsable URL is then shown as typed, redacted and
+    cut short, since it is the operator's own input.
+    """
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port
-    except ValueError:  # not a URL we can take apart: show only that it was one, never the text
+    except ValueError:  # not a URL we can take apart: in a report, show only that it was one
+        if query:
+            return _printable(_REDACTOR.text(url).text)
         return "<unparsable URL>"
     if ":" in host:
         host = f"[{host}]"
     shown = f"{parts.scheme}://{host}{f':{port}' if port is not None else ''}{parts.path}"
-    return _REDACTOR.text(shown).text
+    if query and parts.query:
+        shown += f"?{parts.query}"
+    return _printable(_REDACTOR.text(shown).text)
+
+
+_MAX_SHOWN: Final = 500
+
+
+def _printable(text: str) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 3] + "..."
 
 
 def _scheme(url: str) -> str:

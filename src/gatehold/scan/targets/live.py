@@ -52,7 +52,7 @@ from gatehold.catalog import LIST_METHODS
 from gatehold.config import HttpUpstream, StdioUpstream
 from gatehold.errors import ConfigError, UpstreamFailed
 from gatehold.output.secrets import SecretRedactor
-from gatehold.scan.checks.transport import is_loopback_url
+from gatehold.scan.checks.transport import is_loopback_url, shown_url
 from gatehold.scan.model import Launch, ServerSnapshot, TransportProbe
 from gatehold.scan.targets.errors import TargetError
 from gatehold.upstream.base import CLIENT_INFO, LATEST_LEGACY_VERSION, MODERN_VERSION, UpstreamClient
@@ -108,16 +108,6 @@ def shown_command(command: Sequence[str]) -> str:
     return shown(shlex.join(command), limit=1000)
 
 
-def shown_url(url: str) -> str:
-    """The URL without any user:password part, secrets redacted."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return shown(url, limit=500)
-    netloc = parts.netloc.rpartition("@")[2]
-    return shown(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), limit=500)
-
-
 # -- stdio -------------------------------------------------------------------------------------
 
 
@@ -163,7 +153,7 @@ async def list_http(name: str | None, url: str, *, bearer: str | None,
                     timeout: float) -> Listed:  # noqa: ASYNC109 - the whole target's deadline
     """Connect to ``url`` (with no credential, then with ``bearer`` if given), list, probe."""
     parts = _split(url)
-    what = shown_url(url)
+    what = shown_url(url, query=True)
     credential = None
     if bearer is not None:
         try:
@@ -204,7 +194,14 @@ async def list_http(name: str | None, url: str, *, bearer: str | None,
             and "tools" in anonymous.definitions.kinds
         version = connected.protocol_version if connected is not None else None
         metadata = await _resource_metadata(http, parts)
-        origin = await _origin_rejected(http, url, version, bearer)
+        origin, origin_failure = await _origin_rejected(http, url, version, bearer)
+    # Fail closed: a probe that got no answer leaves its check unable to judge, so the scan is
+    # incomplete (an error, exit 2) rather than silently clean.
+    if metadata is None:
+        errors.append(f"{what}: the RFC 9728 metadata probe got no answer; the transport checks are incomplete")
+    if origin_failure is not None:
+        errors.append(f"{what}: the foreign-Origin probe got no answer ({origin_failure}); the transport checks "
+                      "are incomplete")
     probe = TransportProbe(url=url, tls=parts.scheme == "https", loopback=is_loopback_url(url),
                            unauthenticated_list=unauthenticated_list, auth_challenge=challenged,
                            resource_metadata=metadata, origin_rejected=origin, protocol_version=version)
@@ -281,8 +278,14 @@ async def _resource_metadata(http: httpx.AsyncClient, parts: SplitResult) -> boo
     return False if answered else None
 
 
-async def _origin_rejected(http: httpx.AsyncClient, url: str, version: str | None, bearer: str | None) -> bool | None:
-    """True on a 403 to a foreign ``Origin``, False when the handshake is accepted, None if it cannot tell."""
+async def _origin_rejected(http: httpx.AsyncClient, url: str, version: str | None, bearer: str | None
+                          ) -> tuple[bool | None, str | None]:
+    """Whether a foreign ``Origin`` was refused, and why the probe failed when it got no answer.
+
+    True on a 403, False when the handshake is accepted; None for any other answer (the request was
+    refused for another reason, so the probe says nothing about the ``Origin`` check) and for no answer,
+    which also gives the reason.
+    """
     headers = {"Content-Type": "application/json", "Accept": JSON_AND_SSE, "Origin": FOREIGN_ORIGIN}
     if bearer is not None:
         headers["Authorization"] = f"Bearer {bearer}"
@@ -301,11 +304,13 @@ async def _origin_rejected(http: httpx.AsyncClient, url: str, version: str | Non
             if session and 200 <= status < 300:  # the probe opened a legacy session: close it again
                 del headers["Origin"]
                 await http.delete(url, headers={**headers, "Mcp-Session-Id": session})
-    except (httpx.HTTPError, TimeoutError):
-        return None
+    except TimeoutError:
+        return None, f"no answer within {PROBE_TIMEOUT_SECONDS:g}s"
+    except httpx.HTTPError as exc:
+        return None, shown(type(exc).__name__)
     if status == 403:
-        return True
-    return False if 200 <= status < 300 else None
+        return True, None
+    return (False if 200 <= status < 300 else None), None
 
 
 # -- listing -----------------------------------------------------------------------------------
