@@ -121,7 +121,7 @@ class Gathered:
 @click.option("--write-baseline", metavar="FILE", help="accept every finding of this scan into FILE (needs --reason)")
 @click.option("--reason", metavar="TEXT", help="why the findings written by --write-baseline are accepted")
 @click.option("--lockfile", "lockfile_path", metavar="FILE", help="pinned commands, URLs and definitions")
-@click.option("--update-lockfile", is_flag=True, help="pin every named server of this scan into --lockfile")
+@click.option("--update-lockfile", is_flag=True, help="pin every named server this scan listed into --lockfile")
 @click.option("--discover", is_flag=True, help="also scan the MCP client configurations found on this machine")
 @click.option("--yes", is_flag=True, help="start the stdio servers that configuration files declare")
 @click.option("--offline", is_flag=True, help="start and contact nothing: static checks only")
@@ -263,7 +263,8 @@ def gather(options: Options) -> Gathered:
         _guarded(gathered, shown, partial(_command, gathered, options, shown))
     if gathered.not_started:
         click.echo(f"not started: {gathered.not_started} server(s) above; pass --yes to start them and list their "
-                   "tools, or pin their exact commands in the lockfile (--lockfile FILE --update-lockfile)", err=True)
+                   "tools (add --lockfile FILE --update-lockfile to pin them, so that later scans start them "
+                   "without asking)", err=True)
     return gathered
 
 
