@@ -372,23 +372,38 @@ class _Rule:
         return [m.span() for m in self.regex.finditer(text)] if self.gate in text else []
 
     def apply(self, text: str, counts: dict[str, int]) -> str:
-        pieces: list[str] = []
-        last = 0
+        splice = _Splice(text, counts)
         for m in self.regex.finditer(text):
-            hit = self.decide(m)
-            if hit is None:
-                continue
-            kind, start, end = hit
-            if start < last or start >= end or _only_markers(text[start:end]):
-                continue
-            pieces.append(text[last:start])
-            pieces.append(_marker(kind))
-            last = end
-            counts[kind] = counts.get(kind, 0) + 1
-        if not pieces:
-            return text
-        pieces.append(text[last:])
-        return "".join(pieces)
+            splice.add(self.decide(m))
+        return splice.result()
+
+
+class _Splice:
+    """Builds ``text`` with hits replaced by their markers, left to right; overlapping hits are skipped."""
+
+    __slots__ = ("counts", "last", "pieces", "text")
+
+    def __init__(self, text: str, counts: dict[str, int]):
+        self.text = text
+        self.counts = counts
+        self.pieces: list[str] = []
+        self.last = 0  # where the text not yet copied starts
+
+    def add(self, hit: _Hit | None) -> None:
+        if hit is None:
+            return
+        kind, start, end = hit
+        if start < self.last or start >= end or _only_markers(self.text[start:end]):
+            return
+        self.pieces.append(self.text[self.last:start])
+        self.pieces.append(_marker(kind))
+        self.last = end
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def result(self) -> str:
+        if not self.pieces:
+            return self.text
+        return "".join((*self.pieces, self.text[self.last:]))
 
 
 def _has_digit(text: str) -> bool:
@@ -809,11 +824,10 @@ def _keyword_pass(text: str, lowered: str, counts: dict[str, int]) -> str:
     positions = _keyword_positions(text, lowered)
     if not positions:
         return text
-    pieces: list[str] = []
-    last = 0
+    splice = _Splice(text, counts)
     same = len(lowered) == len(text)
     for pos in positions:
-        if pos < last:
+        if pos < splice.last:
             continue
         head = lowered[pos : pos + 13] if same else text[pos : pos + 13].lower()
         hit: _Hit | None = None
@@ -825,19 +839,8 @@ def _keyword_pass(text: str, lowered: str, counts: dict[str, int]) -> str:
             hit = _aws_secret_at(text, pos)
         if hit is None:
             hit = _generic_at(text, pos)
-        if hit is None:
-            continue
-        kind, start, end = hit
-        if start < last or start >= end or _only_markers(text[start:end]):
-            continue
-        pieces.append(text[last:start])
-        pieces.append(_marker(kind))
-        last = end
-        counts[kind] = counts.get(kind, 0) + 1
-    if not pieces:
-        return text
-    pieces.append(text[last:])
-    return "".join(pieces)
+        splice.add(hit)
+    return splice.result()
 
 
 def _keyed_value(key: str, value: str | float) -> str | None:
