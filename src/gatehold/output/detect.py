@@ -5,6 +5,9 @@ How a scan works
 1. The text is normalised (:mod:`gatehold.output.normalise`): NFKC, invisible characters dropped,
    look-alike letters mapped to ASCII, lower case. Every rule is a regular expression over that form;
    spans are mapped back to the original text for the report.
+   Soft line breaks are then read as spaces (same length, so spans still map): a sentence that YAML
+   folded or an e-mail wrapped over several lines is matched as one line (see ``_unfold``); only
+   ``line_start`` looks at the lines as they are.
 2. A rule only runs when one of its trigger words occurs in the text (a set lookup; the text's words
    are collected once), and then only in windows around those words, so a long benign text costs a
    split and a few short regex scans, not a full scan per rule.
@@ -149,7 +152,9 @@ class Rule:
     * ``line_start``: the match must start a line (after indentation or markdown markers).
     * ``escalate``: ``(rule id, weight, pattern)``: when ``pattern`` also matches in the match or within
       ``context = (before, after)`` characters around it on the same line, the hit is reported under that
-      id and weight instead.
+      id and weight instead. ``context_end``, when set, also ends that context at its first match after
+      the match (e.g. the end of the sentence); ``escalate_if``, when set, must also hold for
+      ``(text, start)`` (a look at the document around the match, e.g. "not in a code comment").
     * ``reach``: ``(before, after)``: a match starts at most ``before`` characters before a trigger it
       contains and ends at most ``after`` characters after that trigger's start. The pattern only runs
       in those windows around the triggers (over the whole text when the triggers are many).
@@ -172,6 +177,8 @@ class Rule:
     anchored: bool = False
     escalate: tuple[str, float, re.Pattern[str]] | None = None
     context: tuple[int, int] = (0, 0)
+    context_end: re.Pattern[str] | None = None
+    escalate_if: Callable[[str, int], bool] | None = None
     sites: Callable[[str, set[str]], list[int] | None] | None = None
     near: Callable[[str, set[str]], Callable[[int], bool]] | None = None
     reach: tuple[int, int] = (300, 300)
@@ -234,6 +241,35 @@ def _your_response_sites(text: str, words: set[str]) -> list[int] | None:
                 return None
         i = text.find("your", i + 4)
     return sites
+
+
+# What makes a task for the reader an attack: an outside party it is directed at (an e-mail address, IBAN
+# or URL that something goes to, someone is invited with, or the reader is sent to: "to 'x@y.z'", "with
+# the email x@y.z", "at the link www.x.y"), or a new password it sets (account takeover). A mere mention
+# ("renew the certificate of example.com") is not enough.
+_TASK_TARGET = _rx(rf"""
+    (?:\bto|\bwith|\bat|\bvia|\binto|\bcc|link|url|website|site|page|address|account|iban|e-?mail)\b
+    [\s,:;'"`(<\[]*(?:[a-z'-]+[\s,:;'"`(<\[]+){{0,4}}?{_RECIPIENT}
+  | (?:change|reset|set|update|modify|replace)\s+(?:[a-z'-]+\s+){{0,5}}?
+    (?:password|passcode|passphrase|pin|credentials)\b[^.!?\n]{{0,60}}?\s(?:to|as)\s""")
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+# A line of a task list: a task label ("TODO:", "Action items", "Next steps:") or a checkbox item.
+_TASK_LIST_LINE = re.compile(r"""[\ \t>*\#\-+]*
+    (?:(?:to-?do|to\ do|tasks?|action\s+(?:items?|required|needed)|next\s+steps?|follow-?\s?ups?)s?[\ \t]*(?::|\Z)
+      |\[[\ x]\])""", re.VERBOSE)
+TASK_LIST_LINES = 6  # lines either side of a task marker that are looked at for a task list
+
+
+def _lone_task(text: str, start: int) -> bool:
+    """For the reader-task rule: whether the task marker at ``start`` stands alone in data, that is, no
+    other line within TASK_LIST_LINES lines belongs to a task list (meeting notes, to-do lists: tasks
+    their author wrote down for people)."""
+    line_start = text.rfind("\n", 0, start) + 1
+    before = text[:line_start].split("\n")[-TASK_LIST_LINES - 1:-1] if line_start else []
+    line_end = text.find("\n", start)
+    after = text[line_end + 1:].split("\n", TASK_LIST_LINES)[:TASK_LIST_LINES] if line_end != -1 else []
+    return not any(_TASK_LIST_LINE.match(line) for line in (*before, *after))
+
 
 _RULE_LIST: list[Rule] = [
     # ---------------------------------------------------------------- role / authority spoofing
@@ -554,6 +590,30 @@ _RULE_LIST: list[Rule] = [
               |(?:e-?mails?|messages?)\s+(?:you\s+(?:have\s+)?(?:just\s+)?sent|that\s+you\s+(?:have\s+)?(?:just\s+)?sent))""",
         "mention say state reveal disclose indicate acknowledge admit report present silently secretly quietly "
         "covertly discreetly stealthily delete", reach=(50, 100)),
+    # ---------------------------------------------------------------- a task for the reader
+    _rule(
+        "task.reader_action", 0.3,
+        "A task label ('TODO:', 'Your task:', 'Note to the assistant:') followed at once by an imperative "
+        "(send, delete, book, visit...): a task set for whoever reads the text. Not in code comments "
+        "('# TODO: remove'), which are for developers; weak elsewhere, as notes have TODOs too. 'TODO' may "
+        "be glued to the word before it ('USATODO:'), as injected text sometimes is. (Labels of e-mails to "
+        "people, such as 'Action required:' or 'Next step:', are left out.)",
+        r"""(?<!\#)(?<!\#\ )(?<!//)(?<!//\ )(?<!/\*)(?<!\*\ )(?<!--)(?<!--\ )(?<!;\ )  # not in a code comment
+            (?:to-?do|(?<![\w-])(?:to\s+do|your\s+(?:new\s+|next\s+|real\s+|actual\s+)?task
+                                  |(?:task|note|instructions?|message)\s+(?:for|to)\s+(?:the\s+)?(?:ai\s+|llm\s+)?
+                                   (?:assistant|agent|ai|llm|model|bot)))s?
+            [\ \t]*[:\u2013\u2014-][\ \t]*
+            (?:(?:please|kindly|now|first|immediately|just)[\ \t,]+)*
+            (?:(?:you\s+)?(?:must|should|need\s+to|have\s+to)\s+|(?:make\s+sure|remember|don't\s+forget)\s+to\s+)?
+            (?:send|e-?mail|forward|reply|transfer|wire|pay|post|upload|share|submit|publish|invite|add|delete
+             |remove|erase|create|make|book|reserve|schedule|cancel|change|update|modify|reset|set|visit|open
+             |click|go\s+to|navigate|browse|download|install|run|execute|get|fetch|retrieve|read|tell|give|say
+             |write|concatenate|collect|copy|move|grant|buy|purchase|order|message|contact|call|notify|follow
+             |subscribe|rename|edit|list|find|search|look\s+up|check|include|attach|text)(?=\s)""",
+        "~todo ~to-do ~to do your task note instruction instructions message", anchored=True, infix=True,
+        reach=(0, 200),
+        escalate=("task.directed", 0.6, _TASK_TARGET), context=(0, 240), context_end=_SENTENCE_END,
+        escalate_if=_lone_task),
     # ---------------------------------------------------------------- exfiltration
     _rule(
         "exfil.send_to_address", 0.3,
@@ -831,10 +891,40 @@ class _RawHit:
     weight: float
 
 
+# A line break that only wraps a line: the line before ends in a word or punctuation other than ":" (up to
+# three spaces may follow it) and the next line, after its indentation, starts no list item, heading,
+# quote, table row, code fence, bracket or tag (code and markup), or "key:" field (up to three words:
+# "Action items:"). YAML folds long
+# strings this way (tool results are often rendered as YAML), and e-mails and text files are wrapped at a
+# fixed width. (The pattern starts with its literal "\n", so the regex engine can skip to each line end.)
+_SOFT_BREAK = re.compile(r"""\n(?:(?<=[^\s:]\n)|(?<=[^\s:][\ \t\r]\n)|(?<=[^\s:][\ \t\r]{2}\n)|(?<=[^\s:][\ \t\r]{3}\n))
+    (?=[\ \t]{0,40}
+       (?!(?:[-*+=>\#|`_~{}\[\]<]|\d{1,3}[.)]\s|[\w.'"@-]{1,40}+(?:\ [\w.'"@-]{1,20}+){0,2}+:(?:\s|\Z)))
+       \S)""", re.VERBOSE)
+# An escaped line break in a double-quoted YAML string: "\" ends the line, and the next line's indentation
+# is followed by "\ " when the break was at a space.
+_ESCAPED_BREAK = re.compile(r"\\\n[\ \t]{0,40}(?:\\(?=\ ))?")
+
+
+def _unfold(text: str) -> str:
+    """``text`` with soft line breaks (see _SOFT_BREAK, _ESCAPED_BREAK) turned into spaces, so a sentence
+    wrapped over several lines reads as one line. The length is unchanged, so spans stay valid."""
+    if "\n" not in text:
+        return text
+    if "\\\n" in text:
+        text = _ESCAPED_BREAK.sub(lambda m: " " * (m.end() - m.start()), text)
+    return _SOFT_BREAK.sub(" ", text)
+
+
 def _match_rules(text: str, scopes: frozenset[str], words: set[str] | None = None) -> list[_RawHit]:
-    """Every rule match in normalised ``text`` (spans in ``text``)."""
+    """Every rule match in normalised ``text`` (spans in ``text``).
+
+    Patterns run on the unfolded text (see :func:`_unfold`); ``line_start`` is judged on the lines of
+    ``text`` itself."""
     out: list[_RawHit] = []
     words = _words(text) if words is None else words
+    lines = text
+    text = _unfold(text)
     for rule in _candidate_rules(text, words, scopes):
         count = 0
         for m in _finditer(rule, text, words):
@@ -845,7 +935,7 @@ def _match_rules(text: str, scopes: frozenset[str], words: set[str] | None = Non
                 continue  # the match starts inside a word
             if rule.negatable and _NEGATION.search(text, max(0, start - 30), start):
                 continue
-            if rule.line_start and not _LINE_PREFIX.match(text, text.rfind("\n", 0, start) + 1, start):
+            if rule.line_start and not _LINE_PREFIX.match(lines, lines.rfind("\n", 0, start) + 1, start):
                 continue
             rule_id, weight = rule.id, rule.weight
             if rule.escalate is not None:
@@ -853,7 +943,9 @@ def _match_rules(text: str, scopes: frozenset[str], words: set[str] | None = Non
                 lo = max(text.rfind("\n", 0, start) + 1, start - rule.context[0])
                 hi = text.find("\n", end)
                 hi = min(len(text) if hi == -1 else hi, end + rule.context[1])
-                if esc_pattern.search(text, lo, hi):
+                stop = rule.context_end.search(text, end, hi) if rule.context_end is not None else None
+                hi = hi if stop is None else stop.start()
+                if esc_pattern.search(text, lo, hi) and (rule.escalate_if is None or rule.escalate_if(lines, start)):
                     rule_id, weight = esc_id, esc_weight
             out.append(_RawHit(rule_id, start, end, weight))
             count += 1
