@@ -32,6 +32,7 @@ control characters and redacted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -301,13 +302,17 @@ async def _origin_rejected(http: httpx.AsyncClient, url: str, version: str | Non
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             async with http.stream("POST", url, content=orjson.dumps(message), headers=headers) as response:
                 status, session = response.status_code, response.headers.get("mcp-session-id")
-            if session and 200 <= status < 300:  # the probe opened a legacy session: close it again
-                del headers["Origin"]
-                await http.delete(url, headers={**headers, "Mcp-Session-Id": session})
     except TimeoutError:
         return None, f"no answer within {PROBE_TIMEOUT_SECONDS:g}s"
     except httpx.HTTPError as exc:
         return None, shown(type(exc).__name__)
+    if session and 200 <= status < 300:  # the probe opened a legacy session: close it again
+        del headers["Origin"]
+        # Best effort: the verdict is already known (the foreign Origin was accepted); a session left
+        # open on a server that ignores Origin changes nothing in the report.
+        with contextlib.suppress(httpx.HTTPError, TimeoutError):
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await http.delete(url, headers={**headers, "Mcp-Session-Id": session})
     if status == 403:
         return True, None
     return (False if 200 <= status < 300 else None), None
