@@ -96,13 +96,12 @@ def pin(servers: Iterable[ServerSnapshot]) -> Lockfile:
         s.name: PinnedServer(command=None, url=None, definitions=definitions_of(s)) for s in servers if s.name})
 
 
-WITH_TEXT = False  # set by --with-text: run the poisoning checks in the same scans
-
-
-def run_agent(servers: Sequence[ServerSnapshot], lockfile: Lockfile | None = None) -> list[Finding]:
+def run_agent(servers: Sequence[ServerSnapshot], lockfile: Lockfile | None = None, with_text: bool = False
+              ) -> list[Finding]:
+    """The cross-server checks' findings for one agent, and the text checks' too when ``with_text``."""
     scan = ScanInput(servers=tuple(servers), lockfile=lockfile)
     found = list(shadowing.run(scan))
-    if WITH_TEXT:
+    if with_text:
         found.extend(poisoning.run(scan))
     return found
 
@@ -139,7 +138,8 @@ def report(title: str, rows: Sequence[Row], flagged: Mapping[str, set[str]]) -> 
     return figures
 
 
-def measure_grouped(corpora: Path = DEFAULT_CORPORA, pinned: bool = False) -> dict[str, Any]:
+def measure_grouped(corpora: Path = DEFAULT_CORPORA, pinned: bool = False, with_text: bool = False
+                    ) -> dict[str, Any]:
     """Each (server, attack) group is a server; all servers of one source are one agent."""
     rows = load(corpora)
     flagged: dict[str, set[str]] = defaultdict(set)
@@ -147,12 +147,13 @@ def measure_grouped(corpora: Path = DEFAULT_CORPORA, pinned: bool = False) -> di
         mine = [r for r in rows if r["source"] == source]
         servers = snapshots(mine)
         lockfile = pin(clean_servers(mine, servers)) if pinned else None
-        for row_id, checks in flagged_rows(mine, run_agent(list(servers.values()), lockfile)).items():
+        for row_id, checks in flagged_rows(mine, run_agent(list(servers.values()), lockfile, with_text)).items():
             flagged[row_id] |= checks
     return report("grouped: one agent per source" + (", clean servers pinned" if pinned else ""), rows, flagged)
 
 
-def measure_one_variant(corpora: Path = DEFAULT_CORPORA, pinned: bool = False) -> dict[str, Any]:
+def measure_one_variant(corpora: Path = DEFAULT_CORPORA, pinned: bool = False, with_text: bool = False
+                        ) -> dict[str, Any]:
     """Each attack variant in an agent with the clean servers of its source, and no other variant."""
     rows = load(corpora)
     flagged: dict[str, set[str]] = defaultdict(set)
@@ -165,19 +166,20 @@ def measure_one_variant(corpora: Path = DEFAULT_CORPORA, pinned: bool = False) -
         for agent in [[*clean, v] for v in variants] or [clean]:
             names = {s.name for s in agent}
             group = [r for r in mine if snapshot_name(r) in names]
-            for row_id, checks in flagged_rows(group, run_agent(agent, lockfile)).items():
+            for row_id, checks in flagged_rows(group, run_agent(agent, lockfile, with_text)).items():
                 flagged[row_id] |= checks
     title = "one variant at a time: the clean servers of a source plus one attack variant"
     return report(title + (", clean servers pinned" if pinned else ""), rows, flagged)
 
 
-def measure_clean(corpora: Path = DEFAULT_CORPORA) -> dict[str, Any]:
+def measure_clean(corpora: Path = DEFAULT_CORPORA, with_text: bool = False) -> dict[str, Any]:
     """Only the benign servers of each source, as one agent: what the checks flag with no impostor present."""
     rows = [r for r in load(corpora) if r["label"] == "benign"]
     flagged: dict[str, set[str]] = defaultdict(set)
     for source in sorted({r["source"] for r in rows}):
         mine = [r for r in rows if r["source"] == source]
-        for row_id, checks in flagged_rows(mine, run_agent(list(snapshots(mine).values()))).items():
+        found = run_agent(list(snapshots(mine).values()), with_text=with_text)
+        for row_id, checks in flagged_rows(mine, found).items():
             flagged[row_id] |= checks
     return report("clean: the benign servers of each source only", rows, flagged)
 
@@ -190,18 +192,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--with-text", action="store_true",
                         help="run the text checks (tool-poisoning, suspicious-parameter) in the same scans")
     args = parser.parse_args(argv)
-    global WITH_TEXT
-    WITH_TEXT = args.with_text
-    measure_grouped(args.corpora)
+    text = args.with_text
+    measure_grouped(args.corpora, with_text=text)
     print()
-    measure_one_variant(args.corpora)
+    measure_one_variant(args.corpora, with_text=text)
     print()
-    measure_clean(args.corpora)
+    measure_clean(args.corpora, with_text=text)
     if args.pinned:
         print()
-        measure_grouped(args.corpora, pinned=True)
+        measure_grouped(args.corpora, pinned=True, with_text=text)
         print()
-        measure_one_variant(args.corpora, pinned=True)
+        measure_one_variant(args.corpora, pinned=True, with_text=text)
 
 
 if __name__ == "__main__":
