@@ -138,7 +138,9 @@ def plan_pairs(suite: TaskSuite[Any], user_tasks: list[str], injection_tasks: li
                 if "not injectable" not in str(exc):
                     raise
                 user_excluded = "no user call returns injected content"
-            except Exception as exc:  # AgentDojo itself cannot run this ground truth
+            # AgentDojo itself cannot run this ground truth. Not a control: the task is excluded and the
+            # report counts it under 'excluded' with this reason, never as clean or as a blocked attack.
+            except Exception as exc:
                 user_excluded = f"user ground truth fails in AgentDojo: {type(exc).__name__}"
             if user_excluded is None and insert_after is None:
                 user_excluded = "no user call returns injected content"

@@ -127,7 +127,9 @@ class SuiteServer:
                 raise _RpcError(-32601, f"method not found: {method}")
         except _RpcError as exc:
             return {"jsonrpc": "2.0", "id": rid, "error": {"code": exc.code, "message": exc.message}}
-        except Exception as exc:  # never die on one request: answer it as an internal error
+        # Never die on one request: answer it as an internal error. This is the benchmark's upstream,
+        # not a control; the gateway relays the error result, and nothing passes for a success.
+        except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             return {"jsonrpc": "2.0", "id": rid, "error": {"code": -32603, "message": f"internal error: {exc}"}}
         return {"jsonrpc": "2.0", "id": rid, "result": result}
