@@ -410,6 +410,9 @@ class ApprovalSettings(Frozen):
 
 LABELS = ("untrusted", "private", "external_sink", "destructive")
 Label = Literal["untrusted", "private", "external_sink", "destructive"]
+# What a rule's ``from`` may name: a tool label, or ``suspect``, which no tool carries: a session reads
+# it when the injection detector scores a result at ``flow.suspect_score`` or more.
+SourceLabel = Literal["untrusted", "private", "external_sink", "destructive", "suspect"]
 Effect = Literal["allow", "ask", "deny"]
 
 
@@ -419,7 +422,9 @@ class FlowRule(Frozen):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     id: str | None = Field(None, pattern=NAME.pattern, description="rule id in decisions; default flows[i]")
-    sources: tuple[Label, ...] = Field(alias="from", min_length=1, description="labels the session has read")
+    sources: tuple[SourceLabel, ...] = Field(
+        alias="from", min_length=1, description="labels the session has read; suspect: output the injection "
+                                                "detector scored at flow.suspect_score or more")
     sinks: tuple[Label, ...] = Field(alias="to", min_length=1, description="labels of the tool being called")
     effect: Effect
     match: Literal["session", "arguments"] = Field(
@@ -435,6 +440,9 @@ class FlowSettings(Frozen):
                            "untrusted output, even when no rule fires")
     annotations: Literal["explicit", "off"] = Field(
         "explicit", description="derive labels from tool annotations the upstream states (they only add labels)")
+    suspect_score: float | None = Field(
+        0.3, gt=0, le=1, description="detector score from which a result gives its session the suspect label, "
+                                     "flagged or not (null: never)")
     remember_values: int = Field(5000, gt=0, le=1_000_000, description="values remembered per session")
     idle_seconds: float = Field(86_400.0, gt=0, description="a session's flow state is forgotten after this idle")
     max_sessions: int = Field(100_000, gt=0)

@@ -161,7 +161,8 @@ class Gateway:
                      annotations=self._annotations, redact=auditor.redacted, flow_need=self.flow.need),
              Redact(self.redactor),
              CheckOutput(output, self.grants, schemas, self.detector, definition=self._definition,
-                         quarantined=self._quarantined, labels=self.flow.labels),
+                         quarantined=self._quarantined, labels=self.flow.labels,
+                         suspect=self.flow.suspect),
              OutputBounds(self.grants, config.gateway), FlowMemory(self.flow)],
             auditor,
         )

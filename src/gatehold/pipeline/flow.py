@@ -73,6 +73,23 @@ class Flow:
     async def on_result(self, call: ToolCall, result: dict[str, Any]) -> ResultDecision:
         return Keep()  # FlowMemory, at the bottom of the list, reads the result as the upstream sent it
 
+    def suspect(self, call: ToolCall, result: dict[str, Any], score: float) -> bool:
+        """The output check scored ``result`` at ``score``: from ``flow.suspect_score`` on, this call's
+        session reads ``suspect`` and the values in the result carry it. Whether it did."""
+        threshold = self.settings.suspect_score
+        if not self.enabled or threshold is None or score < threshold:
+            return False
+        session = self.store.session(call.flow_key)
+        if session is None:
+            # No room to remember it: the session's labelled calls are refused anyway (see on_call).
+            return False
+        values: set[str] = set()
+        for text in texts(result):
+            values.update(extract(text))
+        session.mark_suspect(values, call.target.exposed, call.correlation_id, self.store.now(),
+                             self.settings.remember_values)
+        return True
+
 
 class FlowMemory:
     """Remembers the values in a result as the upstream returned it, before anything is cut.

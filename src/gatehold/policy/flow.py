@@ -27,6 +27,7 @@ from gatehold.policy.labels import Labels
 _RANK = {"allow": 0, "ask": 1, "deny": 2}
 _HISTORY = 32  # reads remembered per session for explanations
 _SOURCES = 4  # source calls remembered per value
+SUSPECT = "suspect"  # the label a session reads from output the injection detector found suspicious
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,26 @@ class FlowSession:
                 self.values.move_to_end(value)
             if len(origin.sources) < _SOURCES:
                 origin.sources.append((tool, correlation_id))
+        self._trim(limit)
+
+    def mark_suspect(self, values: Iterable[str], tool: str, correlation_id: str, now: float, limit: int) -> None:
+        """The detector found an injection likely in this call's output: the session has read ``suspect``,
+        and every value in that output carries the label, however else the session came to know it."""
+        self.record_read((SUSPECT,), tool, correlation_id, now)
+        for value in values:
+            origin = self.values.get(value)
+            if origin is None:
+                # Not "trusted": suspicion never vouches for a value (record_values decides that).
+                origin = self.values[value] = ValueOrigin({SUSPECT}, False, [])
+            else:
+                origin.labels.add(SUSPECT)
+                self.values.move_to_end(value)
+            # The suspicious call goes first: explanations name sources[0].
+            origin.sources = [(tool, correlation_id), *(s for s in origin.sources if s[1] != correlation_id)]
+            del origin.sources[_SOURCES:]
+        self._trim(limit)
+
+    def _trim(self, limit: int) -> None:
         while len(self.values) > limit:
             # Oldest values go first; the session's labels (``reads``) are never forgotten.
             self.values.popitem(last=False)
