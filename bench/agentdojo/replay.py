@@ -1,7 +1,7 @@
 """Replay AgentDojo ground truths through a real Gatehold gateway and measure the flow policy.
 
     python -m bench.agentdojo.replay [--suites workspace,travel,banking,slack] [--policy FILE ...]
-                                     [--output-injection default|annotate|redact|quarantine|deny ...]
+                                     [--output-injection default|annotate|redact|quarantine|deny|blind ...]
                                      [--labels DIR] [--out bench/results/agentdojo.json] [--append]
                                      [--limit N] [--no-policy] [--quiet]
 
@@ -20,7 +20,8 @@ fresh environment without any tool the agent could reach.
 
 ``--policy`` and ``--output-injection`` (the gateway's ``output.injection.action``) may each be
 given several times: every combination is one run, all written to the same output file
-(``--append`` adds to the runs already there). ``--labels DIR`` takes the label files DIR has
+(``--append`` adds to the runs already there). ``blind`` is ``annotate`` with ``flow.suspect_score``
+null: the detector's scores reach no decision, as when it misses every injection. ``--labels DIR`` takes the label files DIR has
 instead of those in labels/ here. ``--no-policy`` leaves labels and flow rules out of the
 configuration (to check the plumbing on a gateway without the flow stage). How attacks are
 replayed and scored is described in README.md here.
@@ -73,6 +74,7 @@ HOLD_SECONDS = 600.0
 MARK_CHARS = 48
 SQUASH = re.compile(r"[\s\\\"']")
 INJECTION_ACTIONS = ("annotate", "redact", "quarantine", "deny")
+BLIND = "blind"  # annotate, and flow.suspect_score null
 SIDE_EFFECT_LABELS = frozenset({"external_sink", "destructive"})
 EXECUTED = frozenset({"ok", "tool_error", "quarantined", "flagged"})  # ran upstream without a human's yes
 RAN_UPSTREAM = EXECUTED | {"approved"}
@@ -161,6 +163,11 @@ def gateway_config(tmp: Path, suite: str, keys: Keys, labels: dict[str, list[str
         data["labels"] = labels
     if policy is not None:
         data.update(policy)
+    if injection_action == BLIND:
+        # The detector still annotates, but its scores reach no decision: no result is withheld and
+        # no session turns suspect. What the rules do when the detector notices nothing.
+        data["flow"] = {**(data.get("flow") or {}), "suspect_score": None}
+        injection_action = "annotate"
     if injection_action is not None:
         output = dict(data.get("output") or {})
         output["injection"] = {**(output.get("injection") or {}), "action": injection_action}
@@ -688,9 +695,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="no labels and no flow rules in the gateway config (plumbing check)")
     parser.add_argument("--labels", type=Path, default=None,
                         help="a folder of label files used instead of bench/agentdojo/labels/ for the suites it has")
-    parser.add_argument("--output-injection", action="append", choices=["default", *INJECTION_ACTIONS],
+    parser.add_argument("--output-injection", action="append", choices=["default", *INJECTION_ACTIONS, BLIND],
                         help="output.injection.action for the gateway (repeat for several runs); default: the "
-                             "gateway's own default")
+                             "gateway's own default; blind: annotate, and no session turns suspect")
     parser.add_argument("--out", type=Path, default=Path("bench/results/agentdojo.json"))
     parser.add_argument("--append", action="store_true", help="add these runs to those already in --out")
     parser.add_argument("--details", choices=["first", "all", "none"], default="first",
