@@ -172,6 +172,9 @@ async def test_a_session_that_read_suspicious_output_asks_before_any_send(tmp_pa
         assert (await client.call_tool("up.send_email", {"to": "bob@corp.example", "body": "ok"})).content
         withheld = await client.call_tool("up.read_email", {"id": "2"})
         assert "withheld" in withheld.content[0].text
+        with pytest.raises(MCPError) as info:  # the address in the withheld e-mail: never sent to
+            await client.call_tool("up.send_email", {"to": ATTACKER, "body": "noon"})
+        assert info.value.error.code == -32017
         call = asyncio.ensure_future(client.call_tool("up.send_email", {"to": "bob@corp.example", "body": "noon"}))
         request = await pending(gw)
         assert request["rule_id"] == "flow.suspect-then-act"

@@ -166,3 +166,16 @@ def test_suspect_is_a_source_only() -> None:
         FlowRule.model_validate({"from": ["untrusted"], "to": ["suspect"], "effect": "ask"})
     with pytest.raises(ValidationError):
         Config.model_validate({"labels": {"web.fetch": ["suspect"]}})
+
+
+def test_explanations_name_the_call_that_carried_the_matched_label() -> None:
+    session = session_after(("crm.contact", frozenset({"private"}), {"+15551234567"}),
+                            ("web.fetch", frozenset({"untrusted"}), {"+15551234567"}))
+    session.mark_suspect({"+15551234567"}, "web.fetch", "c1", 1.0, 100)
+    sink = frozenset({"external_sink"})
+    private = decide([PRIVATE_SINK_DENY], SETTINGS, sink, ALICE, {"+15551234567"}, session)
+    assert "crm.contact (call c0)" in private.reason
+    assert private.values[0][1:] == ("crm.contact", "c0")
+    suspect = decide([SUSPECT_VALUES_DENY], SETTINGS, sink, ALICE, {"+15551234567"}, session)
+    assert "web.fetch (call c1)" in suspect.reason
+    assert [(r.label, r.tool) for r in suspect.tainted_by] == [("suspect", "web.fetch")]  # not the CRM read

@@ -25,7 +25,7 @@ from typing import Any
 
 from gatehold.call import ToolCall
 from gatehold.config import InjectionAction, OutputSettings
-from gatehold.errors import ArgumentsInvalid, InjectionBlocked, ToolQuarantined
+from gatehold.errors import ArgumentsInvalid, Denied, InjectionBlocked, ToolQuarantined
 from gatehold.output.detect import Finding, InjectionDetector
 from gatehold.output.sanitise import Sanitiser
 from gatehold.output.walk import rewrite_result
@@ -48,7 +48,7 @@ class CheckOutput:
     def __init__(self, settings: OutputSettings, grants: Grants, schemas: SchemaCache, detector: InjectionDetector,
                  *, definition: Callable[[ToolCall], Mapping[str, Any] | None],
                  quarantined: Callable[[ToolCall], str | None], labels: Callable[[ToolCall], Labels],
-                 suspect: Callable[[ToolCall, dict[str, Any], float], bool] | None = None):
+                 suspect: Callable[[ToolCall, dict[str, Any], float, bool], bool] | None = None):
         self._settings = settings
         self._grants = grants
         self._schemas = schemas
@@ -80,8 +80,14 @@ class CheckOutput:
         schema_problem = self._schema_problem(call, result)
         if schema_problem is not None:
             detail["output_schema"] = schema_problem
-            return Replace(error_result(f"the tool's result did not match its output schema: {schema_problem}"),
-                           "output schema violated", detail)
+            # The agent never reads this result, but its session still learns what it held.
+            score, flagged = self._score(result)
+            refused = self._mark_suspect(call, result, score, flagged, detail)
+            if refused is not None:
+                return refused
+            # The validator's messages quote the offending values: they stay in the audit record.
+            return Replace(error_result("the tool's result did not match its output schema (see the audit "
+                                        f"record {call.correlation_id})"), "output schema violated", detail)
         out = result
         if self._settings.sanitise:
             removed: dict[str, int] = {}
@@ -111,8 +117,9 @@ class CheckOutput:
 
         redacted = rewrite_result(out, scan)
         # Before any verdict: a withheld result still tells the session that injected text reached it.
-        if top > 0 and self._suspect is not None and self._suspect(call, result, top):
-            detail["suspect"] = round(top, 3)
+        refused = self._mark_suspect(call, result, top, bool(findings), detail)
+        if refused is not None:
+            return refused
         if findings:
             detail["injection"] = {"action": action, "score": round(max(f.score for f in findings), 3),
                                    "explain": [f.explain() for f in findings[:5]]}
@@ -134,6 +141,32 @@ class CheckOutput:
         if out is result:
             return Keep(detail or None)
         return Replace(out, ", ".join(sorted(detail)) or "rewritten", detail)
+
+    def _score(self, result: dict[str, Any]) -> tuple[float, bool]:
+        """The highest detector score over the result's texts (sanitised first), and whether any flags."""
+        top, flagged = 0.0, False
+
+        def scan(text: str) -> str:
+            nonlocal top, flagged
+            finding = self._detector.scan(self._sanitiser.clean(text).text if self._settings.sanitise else text)
+            top, flagged = max(top, finding.score), flagged or finding.flagged
+            return text
+
+        rewrite_result(result, scan)
+        return top, flagged
+
+    def _mark_suspect(self, call: ToolCall, result: dict[str, Any], score: float, flagged: bool,
+                      detail: dict[str, Any]) -> Deny | None:
+        if self._suspect is None:
+            return None
+        try:
+            if self._suspect(call, result, score, flagged):
+                detail["suspect"] = round(score, 3)
+        except Denied as error:
+            # Fail closed: the session could not be told, so the agent does not get the result.
+            error.audit = {**detail, "suspect": round(score, 3)}
+            return Deny(error)
+        return None
 
     def _spotlit(self, call: ToolCall) -> bool:
         mode = self._settings.spotlight

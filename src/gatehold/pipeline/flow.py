@@ -10,6 +10,7 @@ wait for a human like any other approval. ``FlowMemory`` remembers the values in
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,9 +20,11 @@ from gatehold.errors import FlowDenied
 from gatehold.output.walk import texts
 from gatehold.pipeline.approve import Need
 from gatehold.pipeline.outcome import Allow, CallDecision, Deny, Keep, ResultDecision
-from gatehold.policy.flow import FlowStore, decide
+from gatehold.policy.flow import SUSPECT, FlowStore, decide
 from gatehold.policy.labels import Labeller, Labels
 from gatehold.policy.provenance import extract, values_in
+
+_RAW = 64  # raw results waiting for their score
 
 
 class Flow:
@@ -36,6 +39,13 @@ class Flow:
         self._annotations = annotations
         self._asks: dict[str, Need] = {}  # correlation id -> the ask the Approve stage takes next
         self.enabled = bool(self._rules) or settings.provenance != "off"
+        # Suspicion is kept only when a rule can act on it: otherwise the values it adds to a session
+        # would change what FlowMemory records, and so what counts as trusted, for no rule.
+        self.uses_suspect = settings.suspect_score is not None and any(SUSPECT in r.sources for r in self._rules)
+        # correlation id -> the raw result FlowMemory saw, until the output check has scored it. Stages
+        # do not yield between the two, so one entry is live at a time; a result refused in between
+        # (by the size cap) leaves its entry behind until it is pushed out.
+        self._raw: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def labels(self, call: ToolCall) -> Labels:
         annotations = self._annotations(call.target.exposed) if call.target.kind == "tool" else None
@@ -71,20 +81,32 @@ class Flow:
         return self._asks.pop(call.correlation_id, None)
 
     async def on_result(self, call: ToolCall, result: dict[str, Any]) -> ResultDecision:
+        self._raw.pop(call.correlation_id, None)  # the output check has had it, if it ran
         return Keep()  # FlowMemory, at the bottom of the list, reads the result as the upstream sent it
 
-    def suspect(self, call: ToolCall, result: dict[str, Any], score: float) -> bool:
-        """The output check scored ``result`` at ``score``: from ``flow.suspect_score`` on, this call's
-        session reads ``suspect`` and the values in the result carry it. Whether it did."""
+    def keep_raw(self, call: ToolCall, result: dict[str, Any]) -> None:
+        """The result as the upstream returned it, for ``suspect`` to read every value of."""
+        if self.uses_suspect:
+            self._raw[call.correlation_id] = result
+            while len(self._raw) > _RAW:
+                self._raw.popitem(last=False)
+
+    def suspect(self, call: ToolCall, result: dict[str, Any], score: float, flagged: bool) -> bool:
+        """The output check scored ``result`` at ``score``. A flagged result, or one scored at
+        ``flow.suspect_score`` or more, gives the session ``suspect``, and every value of the raw
+        result carries it. Whether it did; raises ``FlowDenied`` when it should but cannot."""
+        raw = self._raw.pop(call.correlation_id, None)
         threshold = self.settings.suspect_score
-        if not self.enabled or threshold is None or score < threshold:
+        if not self.uses_suspect or threshold is None or not (flagged or score >= threshold):
             return False
         session = self.store.session(call.flow_key)
         if session is None:
-            # No room to remember it: the session's labelled calls are refused anyway (see on_call).
-            return False
+            # Fail closed: a suspicion that cannot be remembered would let this session act freely
+            # later (an unlabelled call is allowed with the store full), so the result is refused.
+            raise FlowDenied("flow state is full (flow.max_sessions)", rule_id="flow.capacity",
+                             code="flow.unavailable", public="data-flow state unavailable; try later")
         values: set[str] = set()
-        for text in texts(result):
+        for text in texts(raw if raw is not None else result):  # raw: before OutputBounds cut it
             values.update(extract(text))
         session.mark_suspect(values, call.target.exposed, call.correlation_id, self.store.now(),
                              self.settings.remember_values)
@@ -109,6 +131,7 @@ class FlowMemory:
 
     async def on_result(self, call: ToolCall, result: dict[str, Any]) -> ResultDecision:
         flow = self._flow
+        flow.keep_raw(call, result)
         if not flow.enabled:
             return Keep()
         session = flow.store.session(call.flow_key, create=False)

@@ -48,6 +48,7 @@ class ValueOrigin:
     labels: set[str]
     trusted: bool
     sources: list[tuple[str, str]]  # (tool, correlation id), first few
+    suspect_source: tuple[str, str] | None = None  # the first suspicious call the value was seen in
 
     def effective(self) -> set[str]:
         return self.labels - {"untrusted"} if self.trusted else self.labels
@@ -90,13 +91,12 @@ class FlowSession:
             origin = self.values.get(value)
             if origin is None:
                 # Not "trusted": suspicion never vouches for a value (record_values decides that).
-                origin = self.values[value] = ValueOrigin({SUSPECT}, False, [])
+                origin = self.values[value] = ValueOrigin({SUSPECT}, False, [(tool, correlation_id)])
             else:
                 origin.labels.add(SUSPECT)
                 self.values.move_to_end(value)
-            # The suspicious call goes first: explanations name sources[0].
-            origin.sources = [(tool, correlation_id), *(s for s in origin.sources if s[1] != correlation_id)]
-            del origin.sources[_SOURCES:]
+            if origin.suspect_source is None:
+                origin.suspect_source = (tool, correlation_id)
         self._trim(limit)
 
     def _trim(self, limit: int) -> None:
@@ -150,7 +150,7 @@ def decide(rules: Sequence[FlowRule], settings: FlowSettings, labels: Labels, ca
         if hits and _RANK[settings.provenance] > _RANK[best.effect]:
             best = FlowVerdict(settings.provenance, "flow.provenance",
                                f"an argument carries {_show(hits[0][0])}, seen only in untrusted output",
-                               _reads_of(hits, session, {"untrusted"}), _values(hits))
+                               _reads_of(hits, session, {"untrusted"}), _values(hits, {"untrusted"}))
     return best
 
 
@@ -165,7 +165,7 @@ def _carried(argument_values: Iterable[str], session: FlowSession) -> list[tuple
 
 def _fire(rule: FlowRule, rid: str, labels: Labels, session: FlowSession,
           carried: list[tuple[str, ValueOrigin]]) -> FlowVerdict | None:
-    sources = set(rule.sources)
+    sources: set[str] = set(rule.sources)
     sinks = ", ".join(sorted(labels & set(rule.sinks)))
     if rule.match == "session":
         reads = tuple(session.reads[s] for s in rule.sources if s in session.reads)
@@ -178,26 +178,40 @@ def _fire(rule: FlowRule, rid: str, labels: Labels, session: FlowSession,
     if not hits:
         return None
     value, origin = hits[0]
-    tool, cid = origin.sources[0] if origin.sources else ("?", "?")
+    tool, cid = _source(origin, sources)
     return FlowVerdict(rule.effect, rid, f"an argument carries {_show(value)} from "
                                          f"{'/'.join(sorted(origin.effective() & sources))} output of {tool} "
                                          f"(call {cid}); this tool is {sinks}",
-                       _reads_of(hits, session, sources), _values(hits))
+                       _reads_of(hits, session, sources), _values(hits, sources))
+
+
+def _source(origin: ValueOrigin, labels: set[str]) -> tuple[str, str]:
+    """The call to name for a value: the suspicious one when only ``suspect`` matched, else the first."""
+    if origin.suspect_source is not None and not (origin.effective() & labels) - {SUSPECT}:
+        return origin.suspect_source
+    return origin.sources[0] if origin.sources else ("?", "?")
 
 
 def _reads_of(hits: list[tuple[str, ValueOrigin]], session: FlowSession, labels: Iterable[str]) -> tuple[Read, ...]:
+    wanted = set(labels)
     seen: dict[str, Read] = {}
     for _, origin in hits:
-        for tool, cid in origin.sources:
-            for label in sorted(origin.effective() & set(labels)):
+        matched = origin.effective() & wanted
+        if SUSPECT in matched and origin.suspect_source is not None:
+            tool, cid = origin.suspect_source
+            seen.setdefault(cid, Read(SUSPECT, tool, cid, 0.0))
+        # Tool labels: every source may have carried them (sources do not keep labels apart), and a
+        # suspect label is named only on the suspicious call.
+        for label in sorted(matched - {SUSPECT}):
+            for tool, cid in origin.sources:
                 seen.setdefault(cid, Read(label, tool, cid, 0.0))
     return tuple(seen.values())
 
 
-def _values(hits: list[tuple[str, ValueOrigin]]) -> tuple[tuple[str, str, str], ...]:
+def _values(hits: list[tuple[str, ValueOrigin]], labels: set[str]) -> tuple[tuple[str, str, str], ...]:
     out = []
     for value, origin in hits[:8]:
-        tool, cid = origin.sources[0] if origin.sources else ("?", "?")
+        tool, cid = _source(origin, labels)
         out.append((value, tool, cid))
     return tuple(out)
 
