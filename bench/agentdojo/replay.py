@@ -21,8 +21,8 @@ fresh environment without any tool the agent could reach.
 ``--policy`` and ``--output-injection`` (the gateway's ``output.injection.action``) may each be
 given several times: every combination is one run, all written to the same output file
 (``--append`` adds to the runs already there). ``blind`` is ``annotate`` with ``flow.suspect_score``
-null: the detector's scores reach no decision, as when it misses every injection. ``--labels DIR`` takes the label files DIR has
-instead of those in labels/ here. ``--no-policy`` leaves labels and flow rules out of the
+null: the detector's scores reach no decision, as when it misses every injection. ``--labels DIR``
+takes the label files DIR has instead of those in labels/ here. ``--no-policy`` leaves labels and flow rules out of the
 configuration (to check the plumbing on a gateway without the flow stage). How attacks are
 replayed and scored is described in README.md here.
 """
