@@ -18,9 +18,7 @@ ignored entry: a baseline that cannot be read must not hide findings, nor be mis
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -29,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from gatehold.scan.files import replace_atomically
 from gatehold.scan.model import Finding, Suppressed
 
 VERSION = 1
@@ -132,18 +131,7 @@ def write(path: str | Path, findings: Sequence[Finding], reason: str, *, keep: B
         rows[fingerprint] = row
     body = yaml.safe_dump({"version": VERSION, "accepted": list(rows.values())}, sort_keys=False,
                           allow_unicode=False, default_flow_style=False, width=1000)
-    _replace(Path(path), _HEADER + body)
-
-
-def _replace(target: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_atomically(Path(path), (_HEADER + body).encode("utf-8"))
 
 
 def _parse(name: str, document: object) -> tuple[Accepted, ...]:

@@ -15,9 +15,7 @@ is refused rather than written.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -27,6 +25,7 @@ import orjson
 
 from gatehold.output.screen import definition_digest
 from gatehold.output.secrets import SecretRedactor
+from gatehold.scan.files import replace_atomically
 from gatehold.scan.model import Lockfile, PinnedServer, ServerSnapshot
 
 VERSION = 1
@@ -115,15 +114,7 @@ def write(path: str | Path, servers: Sequence[ServerSnapshot], *, keep: Lockfile
     """Write :func:`pin`'s document to ``path`` (keys sorted, indented), replacing the file atomically."""
     document = pin(servers, keep=keep)
     text = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(text)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    replace_atomically(Path(path), text)
 
 
 def is_pinned_command(lock: Lockfile | None, server: str | None, command: Sequence[str]) -> bool:
