@@ -3,7 +3,8 @@
 On the way back, in this order:
 
 1. ``outputSchema``: a tool that declares one must return ``structuredContent`` that validates
-   (compiled once per schema); anything else becomes an error result, never a pass.
+   (compiled once per schema); anything else becomes an error result, never a pass, once steps 2
+   and 3 have scored it for suspicion.
 2. Sanitise: hidden content (zero-width and tag characters, bidi controls, terminal escapes, HTML
    comments and hidden elements, links and images to hosts outside the allow-list, ``data:``
    URIs) is removed from every readable text; the counts go to the audit record.
@@ -78,16 +79,6 @@ class CheckOutput:
     async def on_result(self, call: ToolCall, result: dict[str, Any]) -> ResultDecision:
         detail: dict[str, Any] = {}
         schema_problem = self._schema_problem(call, result)
-        if schema_problem is not None:
-            detail["output_schema"] = schema_problem
-            # The agent never reads this result, but its session still learns what it held.
-            score, flagged = self._score(result)
-            refused = self._mark_suspect(call, result, score, flagged, detail)
-            if refused is not None:
-                return refused
-            # The validator's messages quote the offending values: they stay in the audit record.
-            return Replace(error_result("the tool's result did not match its output schema (see the audit "
-                                        f"record {call.correlation_id})"), "output schema violated", detail)
         out = result
         if self._settings.sanitise:
             removed: dict[str, int] = {}
@@ -120,6 +111,11 @@ class CheckOutput:
         refused = self._mark_suspect(call, result, top, bool(findings), detail)
         if refused is not None:
             return refused
+        if schema_problem is not None:
+            detail["output_schema"] = schema_problem
+            # The validator's messages quote the offending values: they stay in the audit record.
+            return Replace(error_result("the tool's result did not match its output schema (see the audit "
+                                        f"record {call.correlation_id})"), "output schema violated", detail)
         if findings:
             detail["injection"] = {"action": action, "score": round(max(f.score for f in findings), 3),
                                    "explain": [f.explain() for f in findings[:5]]}
@@ -141,19 +137,6 @@ class CheckOutput:
         if out is result:
             return Keep(detail or None)
         return Replace(out, ", ".join(sorted(detail)) or "rewritten", detail)
-
-    def _score(self, result: dict[str, Any]) -> tuple[float, bool]:
-        """The highest detector score over the result's texts (sanitised first), and whether any flags."""
-        top, flagged = 0.0, False
-
-        def scan(text: str) -> str:
-            nonlocal top, flagged
-            finding = self._detector.scan(self._sanitiser.clean(text).text if self._settings.sanitise else text)
-            top, flagged = max(top, finding.score), flagged or finding.flagged
-            return text
-
-        rewrite_result(result, scan)
-        return top, flagged
 
     def _mark_suspect(self, call: ToolCall, result: dict[str, Any], score: float, flagged: bool,
                       detail: dict[str, Any]) -> Deny | None:
